@@ -1,0 +1,55 @@
+"""Shared test set-up: two logical CPU devices, offline TFDS data dirs, quiet logs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPU devices let MirroredStrategy run with 2 replicas on a CPU-only machine. This has
+# to happen before TensorFlow initialises its devices, hence here at import time.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TFVQ_SHARED_DIR", ROOT.parent / "shared"))
+
+
+def _data_dir_with(name):
+    """The first known TFDS data dir that holds a prepared `name`, or None."""
+    for candidate in (os.environ.get("TFDS_DATA_DIR"), SHARED / "tfds"):
+        if candidate and (Path(candidate) / name).is_dir():
+            return str(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir():
+    """A TFDS data dir holding prepared mnist and fashion_mnist; skips when there is none."""
+    data_dir = _data_dir_with("mnist")
+    if data_dir is None:
+        pytest.skip(f"no prepared mnist in $TFDS_DATA_DIR or {SHARED / 'tfds'}")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def cifar10_data_dir(tmp_path_factory):
+    """A TFDS data dir holding cifar10, built from ../shared when no prepared one exists."""
+    data_dir = _data_dir_with("cifar10")
+    if data_dir is not None:
+        return data_dir
+    tool = SHARED / "tools" / "prepare_tfds.py"
+    if not tool.is_file():
+        pytest.skip(f"no prepared cifar10 and no {tool} to build it")
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    subprocess.run(
+        [sys.executable, str(tool), "--data_dir", data_dir, "--datasets", "cifar10"], check=True
+    )
+    return data_dir

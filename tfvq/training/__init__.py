@@ -1,0 +1,3 @@
+"""tfvq.training."""
+
+__all__ = []
