@@ -1,13 +1,5 @@
-"""tfvq: AE, VAE and VQ-VAE image models built from reusable Keras 3 layers.
+"""tfvq: AE, VAE and VQ-VAE image models built from reusable Keras 3 layers."""
 
-Example:
-    >>> from tfvq import VQVAE
-    >>> model = VQVAE(input_shape=(32, 32, 3), num_embeddings=512, embedding_dim=64)
-"""
-
-from tfvq import data, layers, losses, models, training, utils
-from tfvq.models import AE, VAE, VQVAE
+from tfvq import layers
 
 __version__ = "0.1.0"
-
-__all__ = ["AE", "VAE", "VQVAE", "data", "layers", "losses", "models", "training", "utils"]
