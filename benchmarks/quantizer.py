@@ -1,0 +1,391 @@
+"""Speed and peak memory of tfvq's quantizers against Sonnet 2 and vector-quantize-pytorch.
+
+One step is a forward and backward pass in training mode: `loss = sum(outputs) + quantizer loss`,
+gradients with respect to the inputs and (for the learned-codebook quantizers) the codebook; the
+EMA quantizers also update their statistics. Every library starts from the same inputs and the
+same codebook. Times are medians over `--runs` interleaved rounds (one step of every row per
+round) after `--warmup` steps of each. Peak memory is measured in a fresh process per row.
+
+Also checks that `tfvq.layers.VectorQuantizer` reproduces `snt.nets.VectorQuantizer` (quantized
+output, loss, perplexity, indices) on the same inputs and codebook.
+
+    python benchmarks/quantizer.py --runs=30 --results=benchmarks/RESULTS.md
+"""
+
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("codebook_sizes", ["512", "8192"], "Codebook sizes K to time.")
+flags.DEFINE_list("shape", ["128", "8", "8", "64"], "Input shape (batch, height, width, D).")
+flags.DEFINE_list(
+    "libraries", ["tfvq", "tfvq_xla", "sonnet", "vqtorch"],
+    "Rows to time: tfvq (tf.function), tfvq_xla (tf.function(jit_compile=True)), sonnet, vqtorch.",
+)
+flags.DEFINE_list("quantizers", ["vq", "ema"], "vq (learned codebook) and/or ema.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps of each row before timing.")
+flags.DEFINE_integer("runs", 20, "Timed rounds; the table reports the median.")
+flags.DEFINE_integer("threads", 2, "Intra-op threads for TensorFlow and torch alike.")
+flags.DEFINE_float(
+    "settle_ms", 50.0,
+    "Pause after each timed step (untimed), so that one library's spinning worker threads "
+    "(OpenMP in torch, Eigen in TensorFlow) do not steal a core from the next row's step.",
+)
+flags.DEFINE_bool("memory", True, "Measure peak memory, one subprocess per row.")
+flags.DEFINE_string("results", None, "Markdown file whose '## Quantizer (issue 2)' section to write.")
+flags.DEFINE_string("memory_row", None, "Internal: 'library,quantizer,K' to measure in this process.")
+
+COMMITMENT_COST = 0.25
+DECAY = 0.99
+LABELS = {
+    "tfvq": "tfvq",
+    "tfvq_xla": "tfvq (jit_compile)",
+    "sonnet": "dm-sonnet 2.0.2",
+    "vqtorch": "vector-quantize-pytorch",
+}
+SECTION = "## Quantizer (issue 2)"
+NOTES = """\
+- One step: training-mode forward and backward, `loss = sum(outputs) + quantizer loss`,
+  gradients with respect to the inputs and, for `VectorQuantizer`, the codebook; the EMA
+  quantizers also update their statistics. Same inputs and codebook in every library.
+- Time: median of the interleaved rounds (one step of each row per round, an untimed 50 ms
+  pause after each step so that one library's spinning worker threads do not slow the next
+  row), after 3 warm-up steps. TensorFlow rows run in `tf.function`; the ratio is this row's
+  time over tfvq's (`tf.function`, no XLA) on the same quantizer and K, so > 1 means tfvq is
+  faster.
+- Peak memory: in a fresh process per row, after one untimed step, the heap is trimmed
+  (`malloc_trim`) and the peak-RSS counter reset; the figure is the peak RSS of 3 further
+  steps minus the RSS before them: what a steady-state step allocates (the (N, K) distance
+  matrix, gradients, temporaries), not the libraries' code and weights.
+- vector-quantize-pytorch 1.32.0: `VectorQuantize(dim=64, codebook_size=K, decay=0.99,
+  commitment_weight=0.25, rotation_trick=False)` on (128, 64, 64) inputs; the
+  VectorQuantizer row adds `learnable_codebook=True, ema_update=False`.
+- tfvq searches the codebook 512 codes at a time (`_nearest`), so at K = 8192 no
+  (8192, 8192) matrix is materialised; under `jit_compile=True` XLA's CPU code for that
+  search is slower than TensorFlow's oneDNN kernels, hence the jit_compile rows.
+"""
+
+
+def make_data(shape, num_embeddings, seed=0):
+    """Inputs and a codebook (K, D) as float32 NumPy arrays; codes drawn like Sonnet's init."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape).astype(np.float32)
+    limit = np.sqrt(3.0 / shape[-1])
+    codebook = rng.uniform(-limit, limit, size=(num_embeddings, shape[-1])).astype(np.float32)
+    return x, codebook
+
+
+def configure_threads(threads, library):
+    if library.startswith("tfvq") or library == "sonnet":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(threads)
+
+
+def tfvq_step(quantizer, x, codebook, jit_compile=False):
+    """A zero-argument callable that runs one training step of a tfvq quantizer."""
+    import tensorflow as tf
+
+    from tfvq.layers import VectorQuantizer, VectorQuantizerEMA
+
+    if quantizer == "vq":
+        layer = VectorQuantizer(codebook.shape[0], codebook.shape[1], commitment_cost=COMMITMENT_COST)
+    else:
+        layer = VectorQuantizerEMA(
+            codebook.shape[0], codebook.shape[1], commitment_cost=COMMITMENT_COST, decay=DECAY
+        )
+    layer.build(x.shape)
+    layer.codebook.assign(codebook)
+    if quantizer == "ema":
+        layer.ema_dw.assign(codebook)
+    inputs = tf.constant(x)
+
+    @tf.function(jit_compile=jit_compile)
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs, training=True)
+            loss = tf.reduce_sum(outputs) + tf.add_n(layer.losses)
+        return loss, tape.gradient(loss, [inputs] + layer.trainable_weights)
+
+    return lambda: step(inputs)
+
+
+def sonnet_step(quantizer, x, codebook):
+    """The same step with `snt.nets.VectorQuantizer(EMA)`; Sonnet's codebook is (D, K)."""
+    import sonnet as snt
+    import tensorflow as tf
+
+    num_embeddings, dim = codebook.shape
+    if quantizer == "vq":
+        module = snt.nets.VectorQuantizer(dim, num_embeddings, COMMITMENT_COST)
+    else:
+        module = snt.nets.VectorQuantizerEMA(dim, num_embeddings, COMMITMENT_COST, DECAY)
+    module(tf.constant(x[:1]), is_training=False)  # creates the variables
+    module.embeddings.assign(codebook.T)
+    trainable = [module.embeddings] if quantizer == "vq" else []  # the EMA codebook is not
+    inputs = tf.constant(x)
+
+    @tf.function
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            out = module(inputs, is_training=True)
+            loss = tf.reduce_sum(out["quantize"]) + out["loss"]
+        return loss, tape.gradient(loss, [inputs] + trainable)
+
+    return lambda: step(inputs)
+
+
+def vqtorch_step(quantizer, x, codebook):
+    """The same step with vector-quantize-pytorch's `VectorQuantize` on (B, H*W, D).
+
+    The "vq" row learns the codebook by gradient (`learnable_codebook=True, ema_update=False`);
+    the "ema" row uses the library's default EMA update. Both use the plain straight-through
+    estimator (`rotation_trick=False`) like tfvq and Sonnet.
+    """
+    import torch
+    from vector_quantize_pytorch import VectorQuantize
+
+    num_embeddings, dim = codebook.shape
+    options = {"learnable_codebook": True, "ema_update": False} if quantizer == "vq" else {}
+    module = VectorQuantize(
+        dim=dim, codebook_size=num_embeddings, decay=DECAY, commitment_weight=COMMITMENT_COST,
+        rotation_trick=False, **options,
+    )
+    module.train()
+    with torch.no_grad():
+        module._codebook.embed.copy_(torch.from_numpy(codebook)[None])
+        module._codebook.embed_avg.copy_(torch.from_numpy(codebook)[None])
+    inputs = torch.from_numpy(x.reshape(x.shape[0], -1, dim)).requires_grad_()
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def step():
+        inputs.grad = None
+        for p in params:
+            p.grad = None
+        quantized, _, loss = module(inputs)
+        (quantized.sum() + loss).backward()
+        return inputs.grad
+
+    return step
+
+
+def make_step(library, quantizer, x, codebook):
+    if library == "tfvq":
+        return tfvq_step(quantizer, x, codebook)
+    if library == "tfvq_xla":
+        return tfvq_step(quantizer, x, codebook, jit_compile=True)
+    if library == "sonnet":
+        return sonnet_step(quantizer, x, codebook)
+    if library == "vqtorch":
+        return vqtorch_step(quantizer, x, codebook)
+    raise ValueError(f"unknown library {library!r}; expected one of {sorted(LABELS)}")
+
+
+def time_interleaved(steps, warmup, runs, settle=0.05):
+    """Median seconds per call of each callable, calling them in turn `runs` times.
+
+    `settle` seconds of sleep follow every call, outside the timed interval.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(runs):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+            time.sleep(settle)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_memory_mib(step, steps=3):
+    """Resident-memory high-water mark of `steps` calls over the resident memory before them.
+
+    Linux and glibc only: after one untimed call (which traces or compiles), returns the heap's
+    free memory to the system (`malloc_trim`) and resets VmHWM through /proc/self/clear_refs, so
+    the figure is what one steady-state step needs on top of what the process holds between
+    steps: intermediates such as the (N, K) distance matrix, gradients, buffers.
+    """
+    import ctypes
+
+    step()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = _status_kib("VmRSS")
+    for _ in range(steps):
+        step()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def measure_memory_row(library, quantizer, num_embeddings, shape, threads):
+    """Peak memory of one row, measured in a fresh Python process (MiB)."""
+    command = [
+        sys.executable, os.path.abspath(__file__), f"--memory_row={library},{quantizer},{num_embeddings}",
+        f"--shape={','.join(map(str, shape))}", f"--threads={threads}",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+
+
+def check_against_sonnet(num_embeddings, shape, seed=1):
+    """Max differences between tfvq's and Sonnet's VectorQuantizer on the same data."""
+    import numpy as np
+    import sonnet as snt
+    import tensorflow as tf
+
+    from tfvq.layers import VectorQuantizer
+
+    x, codebook = make_data(shape, num_embeddings, seed)
+    ours = VectorQuantizer(num_embeddings, shape[-1], commitment_cost=COMMITMENT_COST)
+    ours.build(x.shape)
+    ours.codebook.assign(codebook)
+    info = ours(x, training=True, return_info=True)
+    theirs = snt.nets.VectorQuantizer(shape[-1], num_embeddings, COMMITMENT_COST)
+    theirs(tf.constant(x[:1]), is_training=False)
+    theirs.embeddings.assign(codebook.T)
+    out = theirs(tf.constant(x), is_training=True)
+    diff = lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))  # noqa: E731
+    return {
+        "K": num_embeddings,
+        "quantized": diff(info["quantized"], out["quantize"]),
+        "loss": diff(info["loss"], out["loss"]),
+        "perplexity": diff(info["perplexity"], out["perplexity"]),
+        "distances": diff(np.reshape(info["distances"], (-1, num_embeddings)), out["distances"]),
+        "indices differing": int(np.sum(np.asarray(info["indices"]).ravel() != np.asarray(out["encoding_indices"]).ravel())),
+        "vectors": int(np.prod(shape[:-1])),
+    }
+
+
+def run(codebook_sizes, shape, libraries, quantizers, warmup, runs, threads, memory, settle=0.05):
+    """Times every (library, quantizer, K) row; returns a list of row dicts."""
+    for library in {"tfvq" if lib.startswith("tfvq") else lib for lib in libraries}:
+        configure_threads(threads, library)
+    rows = []
+    for num_embeddings in codebook_sizes:
+        x, codebook = make_data(shape, num_embeddings)
+        steps = {
+            (library, quantizer): make_step(library, quantizer, x, codebook)
+            for quantizer in quantizers
+            for library in libraries
+        }
+        times = time_interleaved(steps, warmup, runs, settle)
+        for quantizer in quantizers:
+            base = times.get(("tfvq", quantizer))
+            for library in libraries:
+                seconds = times[(library, quantizer)]
+                rows.append({
+                    "library": library,
+                    "quantizer": quantizer,
+                    "K": num_embeddings,
+                    "ms": 1e3 * seconds,
+                    "ratio": seconds / base if base else None,
+                    "peak_mib": measure_memory_row(library, quantizer, num_embeddings, shape, threads)
+                    if memory else None,
+                })
+        del steps
+    return rows
+
+
+def format_table(rows):
+    lines = [
+        "| library | quantizer | K | time (ms) | ratio (this / tfvq) | peak memory (MiB) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    names = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA"}
+    for row in rows:
+        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        memory = "" if row["peak_mib"] is None else f"{row['peak_mib']:.0f}"
+        lines.append(
+            f"| {LABELS[row['library']]} | {names[row['quantizer']]} | {row['K']} | "
+            f"{row['ms']:.2f} | {ratio} | {memory} |"
+        )
+    return "\n".join(lines)
+
+
+def format_sonnet_check(checks):
+    lines = [
+        "| K | max abs diff quantized | loss | perplexity | distances | indices differing |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in checks:
+        lines.append(
+            f"| {c['K']} | {c['quantized']:.3g} | {c['loss']:.3g} | {c['perplexity']:.3g} | "
+            f"{c['distances']:.3g} | {c['indices differing']} of {c['vectors']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(path, text):
+    """Replaces (or appends) this benchmark's section of a shared markdown file."""
+    old = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new.rstrip("\n") + "\n")
+
+
+def main(argv):
+    del argv
+    shape = tuple(int(s) for s in FLAGS.shape)
+    if FLAGS.memory_row:
+        library, quantizer, num_embeddings = FLAGS.memory_row.split(",")
+        configure_threads(FLAGS.threads, library)
+        x, codebook = make_data(shape, int(num_embeddings))
+        step = make_step(library, quantizer, x, codebook)
+        print(json.dumps({"peak_mib": peak_memory_mib(step)}))
+        return
+    sizes = [int(k) for k in FLAGS.codebook_sizes]
+    rows = run(sizes, shape, FLAGS.libraries, FLAGS.quantizers, FLAGS.warmup, FLAGS.runs,
+               FLAGS.threads, FLAGS.memory, FLAGS.settle_ms / 1e3)
+    table = format_table(rows)
+    checks = [check_against_sonnet(k, shape) for k in sizes] if "sonnet" in FLAGS.libraries else []
+    print(table)
+    if checks:
+        print("\ntfvq VectorQuantizer vs snt.nets.VectorQuantizer, same inputs and codebook:")
+        print(format_sonnet_check(checks))
+    if FLAGS.results:
+        command = "python " + " ".join(["benchmarks/quantizer.py"] + sys.argv[1:])
+        text = "\n".join([
+            SECTION, "",
+            f"`{command}` on {datetime.date.today().isoformat()}, CPU only, {FLAGS.threads} threads "
+            f"for TensorFlow and torch; inputs {shape}, commitment cost {COMMITMENT_COST}, "
+            f"decay {DECAY}.", "",
+            table, "",
+            NOTES,
+            "tfvq `VectorQuantizer` against `snt.nets.VectorQuantizer` on the same inputs and codebook:",
+            "", format_sonnet_check(checks) if checks else "(not run)", "",
+        ])
+        write_section(FLAGS.results, text)
+
+
+if __name__ == "__main__":
+    app.run(main)

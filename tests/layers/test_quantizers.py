@@ -1,0 +1,559 @@
+"""Tests of tfvq.layers.quantizers against NumPy references written here, not the code's output."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvq.layers import VectorQuantizer, VectorQuantizerEMA
+
+QUANTIZERS = [VectorQuantizer, VectorQuantizerEMA]
+
+
+# --- NumPy references -------------------------------------------------------------------------
+
+
+def np_quantize(x, codebook, beta, ema):
+    """Everything the forward pass reports, in float64, from the VQ-VAE paper's definitions."""
+    flat = np.asarray(x, np.float64).reshape(-1, codebook.shape[1])
+    e = np.asarray(codebook, np.float64)
+    distances = ((flat[:, None, :] - e[None, :, :]) ** 2).sum(-1)
+    indices = distances.argmin(1)
+    q = e[indices]
+    mse = ((q - flat) ** 2).mean() if flat.size else 0.0
+    codebook_loss, commitment_loss = mse, mse  # equal values; they differ in their gradients
+    counts = np.bincount(indices, minlength=e.shape[0]).astype(np.float64)
+    p = counts / max(counts.sum(), 1.0)
+    return {
+        "distances": distances.reshape(np.shape(x)[:-1] + (e.shape[0],)),
+        "indices": indices.reshape(np.shape(x)[:-1]),
+        "quantized": q.reshape(np.shape(x)),
+        "loss": beta * commitment_loss if ema else codebook_loss + beta * commitment_loss,
+        "perplexity": np.exp(-(p * np.log(p + 1e-10)).sum()),  # Sonnet's formula
+        "usage": (counts > 0).mean(),
+        "counts": counts,
+    }
+
+
+def np_ema_step(state, x, decay, eps):
+    """One step of appendix A.1 (N, m, e) with Laplace smoothing, on float64 state."""
+    n_prev, m_prev, e_prev = state
+    flat = np.asarray(x, np.float64).reshape(-1, e_prev.shape[1])
+    indices = ((flat[:, None, :] - e_prev[None]) ** 2).sum(-1).argmin(1)
+    k = e_prev.shape[0]
+    n = np.bincount(indices, minlength=k).astype(np.float64)
+    sums = np.zeros_like(e_prev)
+    np.add.at(sums, indices, flat)
+    n_new = decay * n_prev + (1 - decay) * n
+    m_new = decay * m_prev + (1 - decay) * sums
+    total = n_new.sum()
+    e_new = m_new / (((n_new + eps) / (total + k * eps)) * total)[:, None]
+    return n_new, m_new, e_new
+
+
+def make(cls, codebook, **kwargs):
+    """A built quantizer whose codebook (and EMA state) starts at `codebook`."""
+    codebook = np.asarray(codebook, np.float32)
+    layer = cls(codebook.shape[0], codebook.shape[1], **kwargs)
+    layer.build((None, codebook.shape[1]))
+    layer.codebook.assign(codebook)
+    if isinstance(layer, VectorQuantizerEMA):
+        layer.ema_dw.assign(codebook)
+    return layer
+
+
+def rng_data(seed, *shape):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def variables(layer):
+    return {v.path: np.array(v.numpy()) for v in layer.weights}
+
+
+# --- Forward pass -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("shape", [(32, 4), (2, 5, 3, 4)])
+@pytest.mark.parametrize("training", [False, True])
+def test_forward_matches_numpy(cls, shape, training):
+    codebook = rng_data(0, 16, 4)
+    x = rng_data(1, *shape)
+    layer = make(cls, codebook, commitment_cost=0.3)
+    ref = np_quantize(x, codebook, 0.3, ema=cls is VectorQuantizerEMA)
+    # Without return_info, the quantized tensor alone.
+    np.testing.assert_allclose(layer(x), ref["quantized"], atol=1e-6)
+    info = layer(x, training=training, return_info=True)
+
+    np.testing.assert_allclose(info["distances"], ref["distances"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(info["indices"], ref["indices"])
+    assert info["indices"].dtype == tf.int32
+    np.testing.assert_allclose(info["quantized"], ref["quantized"], atol=1e-6)
+    np.testing.assert_allclose(info["loss"], ref["loss"], rtol=1e-5)
+    np.testing.assert_allclose(info["perplexity"], ref["perplexity"], rtol=1e-5)
+    np.testing.assert_allclose(info["usage"], ref["usage"], rtol=1e-6)
+    # The loss also goes to the layer's `losses`, for Model.fit to collect.
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(layer.losses[0], ref["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_nearest_search_over_codebook_chunks(cls):
+    # More codes than one search block (512), the last block partial.
+    codebook = rng_data(35, 1300, 6)
+    x = rng_data(36, 300, 6)
+    layer = make(cls, codebook)
+    ref = np_quantize(x, codebook, 0.25, cls is VectorQuantizerEMA)
+    np.testing.assert_array_equal(layer.encode(x), ref["indices"])
+    info = layer(x, return_info=True)
+    np.testing.assert_array_equal(info["indices"], ref["indices"])
+    np.testing.assert_allclose(info["distances"], ref["distances"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(info["quantized"], ref["quantized"], atol=1e-6)
+    # Exact ties across blocks (small integers: every score is exact) go to the lowest index,
+    # as in a single argmin.
+    ints = np.random.default_rng(37).integers(-3, 4, size=(1300, 6)).astype(np.float32)
+    ints[1100] = ints[7]
+    ints[600] = ints[1299]
+    layer = make(cls, ints)
+    probe = ints[[7, 1100, 600, 1299]]
+    expected = np_quantize(probe, ints, 0.25, False)["indices"]
+    assert expected[0] <= 7 and expected[2] <= 600
+    np.testing.assert_array_equal(layer.encode(probe), expected)
+
+
+def test_perplexity_and_usage_known_values():
+    codebook = np.eye(4, dtype=np.float32) * 10
+    # Two codes hit, equally often: perplexity 2, usage 1/2.
+    x = np.repeat(codebook[:2], 3, axis=0)
+    info = make(VectorQuantizer, codebook)(x, return_info=True)
+    np.testing.assert_allclose(info["perplexity"], 2.0, rtol=1e-5)
+    np.testing.assert_allclose(info["usage"], 0.5)
+    np.testing.assert_allclose(info["loss"], 0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_encode_decode(cls):
+    codebook = rng_data(2, 12, 3)
+    x = rng_data(3, 2, 4, 5, 3)
+    layer = make(cls, codebook)
+    indices = layer.encode(x)
+    ref = np_quantize(x, codebook, 0.25, ema=False)
+    assert tuple(indices.shape) == (2, 4, 5) and indices.dtype == tf.int32
+    np.testing.assert_array_equal(indices, ref["indices"])
+    decoded = layer.decode(indices)
+    assert tuple(decoded.shape) == (2, 4, 5, 3)
+    np.testing.assert_array_equal(decoded, codebook[ref["indices"]])
+    np.testing.assert_array_equal(layer.decode(np.array([[0, 11]])), codebook[[[0, 11]]])
+    np.testing.assert_allclose(layer(x), decoded, atol=1e-6)
+
+
+# --- Codebook learning ------------------------------------------------------------------------
+
+
+def test_ema_initial_state():
+    layer = VectorQuantizerEMA(8, 3, seed=4)
+    layer.build((None, 3))
+    np.testing.assert_array_equal(layer.cluster_size, np.ones(8))
+    np.testing.assert_array_equal(layer.ema_dw, layer.codebook)
+    assert not layer.codebook.trainable
+    assert layer.trainable_weights == []
+    # Sonnet's initializer: uniform in +-sqrt(3 / D).
+    assert np.abs(layer.codebook.numpy()).max() <= np.sqrt(3 / 3)
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 0.1])
+def test_ema_updates_match_equations(epsilon):
+    decay = 0.9
+    codebook = rng_data(5, 6, 3)
+    layer = make(VectorQuantizerEMA, codebook, decay=decay, epsilon=epsilon)
+    state = (np.ones(6), codebook.astype(np.float64), codebook.astype(np.float64))
+    for step in range(3):
+        x = rng_data(10 + step, 20, 3) + step  # drifting batches
+        info = layer(x, training=True, return_info=True)
+        # The lookup of this call used the codebook from before the update.
+        np.testing.assert_array_equal(info["indices"], np_quantize(x, state[2], 0.25, True)["indices"])
+        state = np_ema_step(state, x, decay, epsilon)
+        np.testing.assert_allclose(layer.cluster_size, state[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(layer.ema_dw, state[1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layer.codebook, state[2], rtol=1e-5, atol=1e-6)
+
+
+def test_ema_unused_code_keeps_its_vector():
+    codebook = np.array([[0, 0], [1, 0], [100, 100]], np.float32)
+    x = np.array([[0.1, 0], [0.9, 0], [1.1, 0.1], [-0.1, 0]], np.float32)
+    exact = make(VectorQuantizerEMA, codebook, decay=0.99, epsilon=0.0)
+    smoothed = make(VectorQuantizerEMA, codebook, decay=0.99, epsilon=1e-5)
+    for _ in range(3):
+        exact(x, training=True)
+        smoothed(x, training=True)
+    # With no smoothing the unused code is exactly its initial vector; smoothing moves it by
+    # O(epsilon), never towards zero as Sonnet's bias-corrected averages would.
+    np.testing.assert_allclose(exact.codebook.numpy()[2], [100, 100], rtol=1e-6)
+    np.testing.assert_allclose(smoothed.codebook.numpy()[2], [100, 100], rtol=1e-3)
+
+
+def test_vector_quantizer_usage_ema_and_fixed_codebook():
+    codebook = rng_data(6, 5, 2)
+    layer = make(VectorQuantizer, codebook, usage_decay=0.8)
+    size = np.ones(5)
+    for step in range(3):
+        x = rng_data(20 + step, 10, 2)
+        layer(x, training=True)
+        size = 0.8 * size + 0.2 * np_quantize(x, codebook, 0.25, False)["counts"]
+        np.testing.assert_allclose(layer.cluster_size, size, rtol=1e-6)
+    # Only gradients move this codebook.
+    np.testing.assert_array_equal(layer.codebook, codebook)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("options", [{}, {"kmeans_init": True}, {"dead_code_threshold": 5.0}])
+def test_inference_changes_no_variable(cls, options):
+    layer = make(cls, rng_data(7, 8, 3), **options)
+    before = variables(layer)
+    for _ in range(2):
+        layer(rng_data(8, 16, 3), training=False)
+        layer.encode(rng_data(9, 4, 3))
+    after = variables(layer)
+    assert before.keys() == after.keys()
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+
+
+# --- Gradients --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_vector_quantizer_gradients(training):
+    beta = 0.25
+    codebook = rng_data(11, 7, 3)
+    x = tf.constant(rng_data(12, 4, 5, 3))
+    w = rng_data(13, 4, 5, 3)
+    layer = make(VectorQuantizer, codebook, commitment_cost=beta)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        info = layer(x, training=training, return_info=True)
+        weighted = tf.reduce_sum(w * info["quantized"])
+        loss = info["loss"]
+        total = weighted + loss
+    (codebook_var,) = layer.trainable_weights
+    ref = np_quantize(x.numpy(), codebook, beta, ema=False)
+    e = ref["quantized"]
+    numel = x.numpy().size
+    # Straight-through: the output passes the upstream gradient to x unchanged ...
+    np.testing.assert_allclose(tape.gradient(weighted, x), w, atol=1e-6)
+    assert tape.gradient(weighted, codebook_var) is None
+    # ... and the loss reaches x only through the commitment term ...
+    np.testing.assert_allclose(
+        tape.gradient(loss, x), 2 * beta * (x.numpy() - e) / numel, rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(tape.gradient(total, x), w + 2 * beta * (x.numpy() - e) / numel, rtol=1e-5, atol=1e-6)
+    # ... and the codebook only through the codebook term, on the codes that were used.
+    expected = np.zeros_like(codebook, np.float64)
+    np.add.at(expected, ref["indices"].ravel(), 2 * (e - x.numpy()).reshape(-1, 3) / numel)
+    grad = tf.convert_to_tensor(tape.gradient(total, codebook_var))
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+    unused = ref["counts"] == 0
+    assert unused.any()  # 20 vectors, 7 codes: make sure the scatter is tested
+    np.testing.assert_array_equal(grad.numpy()[unused], 0.0)
+
+
+def test_ema_gradients():
+    beta = 0.5
+    codebook = rng_data(14, 6, 2)
+    x = tf.constant(rng_data(15, 9, 2))
+    w = rng_data(16, 9, 2)
+    layer = make(VectorQuantizerEMA, codebook, commitment_cost=beta)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        info = layer(x, training=True, return_info=True)
+        total = tf.reduce_sum(w * info["quantized"]) + info["loss"]
+    e = np_quantize(x.numpy(), codebook, beta, ema=True)["quantized"]
+    expected = w + 2 * beta * (x.numpy() - e) / x.numpy().size
+    np.testing.assert_allclose(tape.gradient(total, x), expected, rtol=1e-5, atol=1e-6)
+    assert layer.trainable_weights == []
+
+
+# --- Distribution -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strategy():
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("needs two logical CPU devices (tests/conftest.py)")
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def test_mirrored_ema_matches_single_device(strategy):
+    assert strategy.num_replicas_in_sync == 2
+    k, d, decay = 8, 3, 0.9
+    # Code 7 sits far away and is never hit: it must keep its vector on both set-ups.
+    codebook = rng_data(17, k, d)
+    codebook[7] = 50.0
+    batches = [rng_data(30 + step, 16, d) for step in range(3)]
+
+    single = make(VectorQuantizerEMA, codebook, decay=decay)
+    with strategy.scope():
+        mirrored = make(VectorQuantizerEMA, codebook, decay=decay)
+
+    @tf.function
+    def replicated_step(x):
+        return strategy.run(lambda v: mirrored(v, training=True, return_info=True)["indices"], (x,))
+
+    state = (np.ones(k), codebook.astype(np.float64), codebook.astype(np.float64))
+    for x in batches:
+        halves = strategy.experimental_distribute_values_from_function(
+            lambda ctx, x=x: x[8 * ctx.replica_id_in_sync_group : 8 * (ctx.replica_id_in_sync_group + 1)]
+        )
+        indices = strategy.experimental_local_results(replicated_step(halves))
+        single(x, training=True)
+        expected_indices = np_quantize(x, state[2], 0.25, True)["indices"]
+        np.testing.assert_array_equal(np.concatenate(indices), expected_indices)
+        state = np_ema_step(state, x, decay, 1e-5)
+        for name in ("codebook", "cluster_size", "ema_dw"):
+            values = [v.numpy() for v in strategy.experimental_local_results(getattr(mirrored, name).value)]
+            np.testing.assert_allclose(values[0], values[1], atol=0, err_msg=f"replicas disagree: {name}")
+            np.testing.assert_allclose(values[0], getattr(single, name).numpy(), atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(mirrored.codebook.numpy(), state[2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mirrored.codebook.numpy()[7], codebook[7], rtol=1e-3)
+    assert np.isfinite(mirrored.codebook.numpy()).all()
+
+
+def test_mirrored_vector_quantizer_usage_matches_single_device(strategy):
+    codebook = rng_data(18, 6, 2)
+    x = rng_data(19, 12, 2)
+    single = make(VectorQuantizer, codebook, usage_decay=0.7)
+    with strategy.scope():
+        mirrored = make(VectorQuantizer, codebook, usage_decay=0.7)
+    halves = strategy.experimental_distribute_values_from_function(
+        lambda ctx: x[6 * ctx.replica_id_in_sync_group : 6 * (ctx.replica_id_in_sync_group + 1)]
+    )
+    tf.function(lambda v: strategy.run(lambda u: mirrored(u, training=True), (v,)))(halves)
+    single(x, training=True)
+    np.testing.assert_allclose(mirrored.cluster_size.numpy(), single.cluster_size.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(mirrored.codebook.numpy(), codebook)
+
+
+# --- Codebook health --------------------------------------------------------------------------
+
+
+def _clusters(seed=0, per_cluster=25):
+    centres = np.array([[10, 10], [-10, 10], [10, -10], [-10, -10]], np.float32)
+    noise = np.random.default_rng(seed).normal(scale=0.5, size=(4, per_cluster, 2))
+    points = (centres[:, None, :] + noise).astype(np.float32)
+    return points.reshape(-1, 2), points.astype(np.float64).mean(1)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_kmeans_init_on_first_batch_only(cls):
+    x, means = _clusters()
+    layer = cls(4, 2, kmeans_init=True, seed=3, **({"epsilon": 0.0} if cls is VectorQuantizerEMA else {}))
+    layer.build((None, 2))
+    assert float(layer.initialized.numpy()) == 0.0
+    layer(x, training=False)  # inference never initialises
+    assert float(layer.initialized.numpy()) == 0.0
+    info = layer(x, training=True, return_info=True)
+    assert float(layer.initialized.numpy()) == 1.0
+    # Every code sits on the mean of one cluster, and every cluster has one code.
+    codebook = layer.codebook.numpy()
+    order = np.argmin(((codebook[:, None] - means[None]) ** 2).sum(-1), axis=1)
+    assert sorted(order) == [0, 1, 2, 3]
+    np.testing.assert_allclose(codebook, means[order], atol=1e-4)
+    # The lookup of that first batch already used the centroids: perplexity 4.
+    np.testing.assert_allclose(info["perplexity"], 4.0, rtol=1e-5)
+    # A second batch from elsewhere does not re-run k-means.
+    before = codebook.copy()
+    layer(x + 3.0, training=True)
+    if cls is VectorQuantizer:
+        np.testing.assert_array_equal(layer.codebook.numpy(), before)
+    else:
+        # One EMA step towards the shifted clusters: 0.01 * 25 * 3 / N ~ 0.5, not a jump of 3.
+        assert 0.1 < np.abs(layer.codebook.numpy() - before).max() < 1.0
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_dead_code_restart(cls):
+    codebook = np.array([[10.0 * i, 0.0] for i in range(7)] + [[1000.0, 1000.0]], np.float32)
+    x = np.repeat(codebook[:7], 3, axis=0) + rng_data(21, 21, 2) * 0.1
+    # Used codes end at >= 0.99 + 0.01 * 3 = 1.02 vectors per batch; the unused one at 0.99.
+    layer = make(cls, codebook, dead_code_threshold=1.0, seed=5)
+    layer(x, training=True)
+    new = layer.codebook.numpy()
+    # The dead code now holds a vector of the batch ...
+    assert np.min(np.abs(x - new[7]).sum(1)) == 0.0
+    np.testing.assert_allclose(layer.cluster_size.numpy()[7], 1.0)
+    if cls is VectorQuantizerEMA:
+        np.testing.assert_allclose(layer.ema_dw.numpy()[7], new[7] * 1.0, rtol=1e-6)
+    # ... and the live codes are untouched (VQ) or where the EMA puts them.
+    if cls is VectorQuantizer:
+        np.testing.assert_array_equal(new[:7], codebook[:7])
+    else:
+        state = np_ema_step((np.ones(8), codebook.astype(np.float64), codebook), x, 0.99, 1e-5)
+        # Smoothing uses the sizes before the restart moved code 7's size from 0.99 to 1.
+        np.testing.assert_allclose(new[:7], state[2][:7], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 2.0])
+@pytest.mark.parametrize("warm", [False, True])
+def test_non_finite_batch_leaves_ema_codebook_unchanged(threshold, warm):
+    # A fresh layer with threshold 2 has every code "dead": the restart must not draw NaNs.
+    layer = make(VectorQuantizerEMA, rng_data(22, 8, 3), dead_code_threshold=threshold)
+    if warm:
+        layer(rng_data(23, 16, 3), training=True)
+    before = variables(layer)
+    for bad in (np.full((16, 3), np.nan, np.float32), np.where(np.eye(16, 3) > 0, np.inf, rng_data(24, 16, 3))):
+        layer(bad.astype(np.float32), training=True)
+        after = variables(layer)
+        for name in ("codebook", "cluster_size", "ema_dw"):
+            path = next(p for p in before if p.endswith(name))
+            np.testing.assert_array_equal(after[path], before[path], err_msg=name)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_kmeans_init_waits_for_a_finite_batch(cls):
+    layer = make(cls, rng_data(34, 4, 2), kmeans_init=True)
+    layer.initialized.assign(0.0)
+    layer(np.full((8, 2), np.nan, np.float32), training=True)
+    assert float(layer.initialized.numpy()) == 0.0
+    assert np.isfinite(layer.codebook.numpy()).all()
+    layer(_clusters()[0], training=True)
+    assert float(layer.initialized.numpy()) == 1.0
+
+
+def test_dead_code_restart_skips_non_finite_vectors():
+    codebook = rng_data(32, 8, 3)
+    layer = make(VectorQuantizer, codebook, dead_code_threshold=2.0)  # every code starts dead
+    x = rng_data(33, 64, 3)
+    x[::2, 1] = np.nan
+    layer(x, training=True)
+    new = layer.codebook.numpy()
+    assert np.isfinite(new).all()
+    finite_rows = x[1::2]
+    for row in new:  # each code is either a finite vector of the batch or its old vector
+        assert (np.abs(finite_rows - row).sum(1) == 0).any() or (np.abs(codebook - row).sum(1) == 0).any()
+    layer(np.full((16, 3), np.nan, np.float32), training=True)
+    np.testing.assert_array_equal(layer.codebook.numpy(), new)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("options", [{}, {"kmeans_init": True}, {"dead_code_threshold": 2.0}])
+def test_empty_batch(cls, options):
+    layer = make(cls, rng_data(25, 8, 3), **options)
+    for call in (layer, tf.function(lambda v, **kw: layer(v, **kw))):
+        info = call(np.zeros((0, 3), np.float32), training=True, return_info=True)
+        assert tuple(info["quantized"].shape) == (0, 3)
+        assert tuple(info["indices"].shape) == (0,)
+        assert np.isfinite(info["loss"].numpy()) and float(info["loss"]) == 0.0
+        assert np.isfinite(info["perplexity"].numpy())
+    for v in layer.weights:
+        assert np.isfinite(v.numpy()).all(), v.path
+    if options.get("kmeans_init"):
+        assert float(layer.initialized.numpy()) == 0.0  # waits for a batch with vectors
+
+
+# --- Mixed precision --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_mixed_precision(cls):
+    codebook = rng_data(26, 32, 8)
+    x16 = rng_data(27, 4, 6, 8).astype(np.float16)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = make(cls, codebook)
+        outputs = layer(x16)
+        info = layer(x16, training=True, return_info=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert outputs.dtype == tf.float16 and info["quantized"].dtype == tf.float16
+    assert layer.codebook.dtype == "float32" and layer.cluster_size.dtype == "float32"
+    ref = np_quantize(x16.astype(np.float32), codebook, 0.25, cls is VectorQuantizerEMA)
+    np.testing.assert_array_equal(info["indices"], ref["indices"])
+    np.testing.assert_array_equal(layer(x16.astype(np.float32), return_info=True)["indices"], ref["indices"])
+    np.testing.assert_allclose(info["loss"], ref["loss"], rtol=1e-4)
+    np.testing.assert_allclose(outputs, ref["quantized"].astype(np.float16), rtol=1e-3, atol=1e-3)
+
+
+# --- Saving and validation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls, options",
+    [
+        (VectorQuantizer, {"commitment_cost": 0.4, "usage_decay": 0.9, "dead_code_threshold": 0.1}),
+        (VectorQuantizerEMA, {"decay": 0.8, "epsilon": 1e-3, "kmeans_init": True, "kmeans_iters": 3, "seed": 7}),
+    ],
+)
+def test_keras_round_trip(cls, options, tmp_path):
+    layer = cls(16, 4, name="vq", **options)
+    inputs = keras.Input((3, 3, 4))
+    model = keras.Model(inputs, layer(inputs))
+    layer(rng_data(28, 10, 4), training=True)  # move the statistics away from their initial values
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    restored = loaded.get_layer("vq")
+    assert type(restored) is cls
+    assert restored.get_config() == layer.get_config()
+    for v, w in zip(layer.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(v.numpy(), w.numpy(), err_msg=v.path)
+    x = rng_data(29, 2, 3, 3, 4)
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize(
+    "make_layer, argument",
+    [
+        (lambda: VectorQuantizer(0, 4), "num_embeddings"),
+        (lambda: VectorQuantizerEMA(-3, 4), "num_embeddings"),
+        (lambda: VectorQuantizer(2.5, 4), "num_embeddings"),
+        (lambda: VectorQuantizer(8, 0), "embedding_dim"),
+        (lambda: VectorQuantizerEMA(8, 0), "embedding_dim"),
+        (lambda: VectorQuantizerEMA(8, 4, decay=-0.1), "decay"),
+        (lambda: VectorQuantizerEMA(8, 4, decay=1.5), "decay"),
+        (lambda: VectorQuantizer(8, 4, usage_decay=2.0), "usage_decay"),
+        (lambda: VectorQuantizer(8, 4, commitment_cost=-0.25), "commitment_cost"),
+        (lambda: VectorQuantizerEMA(8, 4, commitment_cost=-1), "commitment_cost"),
+        (lambda: VectorQuantizerEMA(8, 4, epsilon=-1e-5), "epsilon"),
+        (lambda: VectorQuantizer(8, 4, dead_code_threshold=-1), "dead_code_threshold"),
+        (lambda: VectorQuantizer(8, 4, kmeans_iters=0), "kmeans_iters"),
+    ],
+)
+def test_bad_arguments(make_layer, argument):
+    with pytest.raises(ValueError, match=argument):
+        make_layer()
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize(
+    "inputs, words",
+    [
+        (np.zeros((3, 5), np.float32), "embedding_dim=4; got shape \\(3, 5\\)"),
+        (np.zeros((2, 2, 3), np.float32), "embedding_dim=4"),
+        (np.zeros((4,), np.float32), "rank >= 2"),
+        (np.zeros((3, 4), np.int32), "floating-point inputs; got dtype int32"),
+    ],
+)
+def test_bad_inputs(cls, inputs, words):
+    layer = cls(8, 4)
+    with pytest.raises(ValueError, match=words):
+        layer(inputs)
+    with pytest.raises(ValueError, match=words):
+        layer.encode(inputs)
+
+
+def test_matches_sonnet():
+    snt = pytest.importorskip("sonnet")
+    codebook = rng_data(30, 64, 8)
+    x = rng_data(31, 4, 5, 5, 8)
+    ours = make(VectorQuantizer, codebook, commitment_cost=0.25)(x, training=True, return_info=True)
+    theirs = snt.nets.VectorQuantizer(embedding_dim=8, num_embeddings=64, commitment_cost=0.25)
+    theirs(x, is_training=False)
+    theirs.embeddings.assign(codebook.T)  # Sonnet stores the codebook as (D, K)
+    theirs = theirs(x, is_training=True)
+    np.testing.assert_array_equal(ours["indices"], theirs["encoding_indices"])
+    np.testing.assert_allclose(ours["quantized"], theirs["quantize"], atol=1e-6)
+    np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=1e-6)
+    np.testing.assert_allclose(ours["perplexity"], theirs["perplexity"], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.reshape(ours["distances"], (-1, 64)), np.reshape(theirs["distances"], (-1, 64)), rtol=1e-5, atol=1e-5
+    )
