@@ -1,5 +1,25 @@
-"""tfvq: AE, VAE and VQ-VAE image models built from reusable Keras 3 layers."""
+"""tfvq: AE, VAE and VQ-VAE image models built from reusable Keras 3 layers.
 
-from tfvq import layers
+Example:
+    >>> from tfvq import VQVAE
+    >>> model = VQVAE(input_shape=(32, 32, 3), num_embeddings=512, embedding_dim=64)
+"""
+
+from tfvq import data, layers, losses, models, plots, training, utils
+from tfvq.models import AE, VAE, VQVAE, PixelCNNPrior
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AE",
+    "PixelCNNPrior",
+    "VAE",
+    "VQVAE",
+    "data",
+    "layers",
+    "losses",
+    "models",
+    "plots",
+    "training",
+    "utils",
+]

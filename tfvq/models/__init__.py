@@ -1,6 +1,11 @@
-"""tfvq.models."""
+"""tfvq.models: AE, VAE, VQ-VAE and the PixelCNN prior over VQ-VAE codes."""
 
-__all__ = []
+from tfvq.models.ae import AE
+from tfvq.models.base import ImageAutoencoder
+from tfvq.models.vae import VAE
+from tfvq.models.vqvae import VQVAE
+
+__all__ = ["AE", "ImageAutoencoder", "VAE", "VQVAE"]
 
 from tfvq.models.pixelcnn_prior import PixelCNNPrior, codes_dataset  # noqa: E402
 

@@ -1,3 +1,20 @@
-"""tfvq.training."""
+"""tfvq.training: a distribution strategy from one word, and the callbacks a training run wants."""
 
-__all__ = []
+from tfvq.training.callbacks import (
+    CodebookMonitor,
+    ReconstructionImages,
+    backup_dir_for,
+    default_callbacks,
+)
+from tfvq.training.strategies import STRATEGIES, jit_compile_for, make_strategy, supports_xla
+
+__all__ = [
+    "STRATEGIES",
+    "CodebookMonitor",
+    "ReconstructionImages",
+    "backup_dir_for",
+    "default_callbacks",
+    "jit_compile_for",
+    "make_strategy",
+    "supports_xla",
+]

@@ -1,0 +1,112 @@
+"""Reconstruction likelihoods, KL term and PSNR shared by the AE, VAE and VQ-VAE.
+
+Each function returns one value per example, so a model can average (AE, VQ-VAE) or feed
+per-example sums into an ELBO (VAE) without knowing which likelihood it uses.
+"""
+
+from keras import ops
+from tensorflow_probability import distributions as tfd
+
+RECONSTRUCTION_LOSSES = ("mse", "bce", "logistic")
+_LEVELS = 255.0  # 8-bit images: 256 levels, 0..255
+
+
+def _per_example(values, reduce):
+    axes = tuple(range(1, len(values.shape)))
+    return reduce(values, axis=axes)
+
+
+def mean_squared_error(x, x_hat):
+    """Mean squared error per example: (B,)."""
+    return _per_example(ops.square(x - x_hat), ops.mean)
+
+
+def psnr(x, x_hat, data_range=1.0):
+    """Peak signal-to-noise ratio in dB per example, for data spanning `data_range`: (B,)."""
+    mse = ops.maximum(mean_squared_error(x, x_hat), 1e-10)
+    return 10.0 * ops.log(data_range**2 / mse) / ops.log(10.0)
+
+
+def gaussian_kl(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per example, in nats, via tfp: (B,)."""
+    posterior = tfd.Normal(mean, ops.exp(0.5 * log_var))
+    prior = tfd.Normal(ops.zeros_like(mean), ops.ones_like(mean))
+    return _per_example(tfd.kl_divergence(posterior, prior), ops.sum)
+
+
+class Likelihood:
+    """How a decoder's raw output becomes an image and a reconstruction cost.
+
+    `"mse"`: the output is the image; the cost is the squared error (a Gaussian of fixed
+    variance). `"bce"`: the output is Bernoulli logits over pixel intensities in [0, 1].
+    `"logistic"`: the output holds a location and a log-scale per channel of a logistic
+    discretized to 256 levels (Salimans et al. 2017, PixelCNN++, one component), whose NLL gives
+    honest bits/dim for 8-bit images scaled to [0, 1].
+
+    Args:
+        name: "mse", "bce" or "logistic".
+    """
+
+    def __init__(self, name):
+        if name not in RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}; got {name!r}"
+            )
+        self.name = name
+
+    @property
+    def channel_multiplier(self):
+        """Decoder output channels per image channel."""
+        return 2 if self.name == "logistic" else 1
+
+    def to_image(self, output):
+        if self.name == "bce":
+            return ops.sigmoid(output)
+        if self.name == "logistic":
+            loc, _ = ops.split(output, 2, axis=-1)
+            return ops.clip(loc, 0.0, 1.0)
+        return output
+
+    def nll(self, x, output):
+        """Per-example cost summed over pixels (nats for "bce" and "logistic"): (B,)."""
+        if self.name == "mse":
+            return _per_example(ops.square(x - output), ops.sum)
+        if self.name == "bce":
+            return _per_example(
+                ops.binary_crossentropy(x, output, from_logits=True), ops.sum
+            )
+        loc, log_scale = ops.split(output, 2, axis=-1)
+        scale = ops.exp(ops.maximum(log_scale, -7.0))
+        pixels = tfd.QuantizedDistribution(
+            tfd.Logistic(loc * _LEVELS, scale * _LEVELS), low=0.0, high=_LEVELS
+        )
+        return -_per_example(pixels.log_prob(ops.round(x * _LEVELS)), ops.sum)
+
+
+def num_dims(shape):
+    """Number of values in one example of `shape` (batch axis excluded)."""
+    size = 1
+    for d in shape:
+        size *= int(d)
+    return size
+
+
+def bits_per_dim(nll_nats, dims):
+    """Converts a per-example NLL in nats over 8-bit values in [0, 1] to bits per dimension.
+
+    Because the likelihood is over values scaled by 1/255, a continuous density would need the
+    log(255) change of variables; the discretized logistic already lives on the 256 levels, so
+    no correction applies to it.
+    """
+    return nll_nats / (dims * ops.log(2.0))
+
+
+__all__ = [
+    "Likelihood",
+    "RECONSTRUCTION_LOSSES",
+    "bits_per_dim",
+    "gaussian_kl",
+    "mean_squared_error",
+    "num_dims",
+    "psnr",
+]

@@ -1,0 +1,217 @@
+"""What AE, VAE and VQ-VAE share: input checks, loss terms, metrics, train and test steps."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfvq import losses
+from tfvq.layers import ConvDecoder, ConvEncoder
+
+
+class ImageAutoencoder(keras.Model):
+    """Base of the image models: owns `train_step` / `test_step` and the metrics they report.
+
+    A subclass builds `self.encoder` / `self.decoder` and implements `_loss_terms(x, training)`
+    returning the scalar loss (mean over this replica's examples) and a dict of metric values.
+    Inputs are float images, or uint8 images that are scaled to [0, 1] first; a dataset may
+    yield `images` or `(images, anything)`.
+
+    Args:
+        input_shape: (height, width, channels) of one image.
+        reconstruction_loss: "mse", "bce" or "logistic" (see `tfvq.losses.Likelihood`).
+        data_variance: per-pixel variance of the training data; when given, the MSE term is
+            divided by it (the VQ-VAE paper's normalised MSE) and `normalized_mse` is reported.
+        data_range: max - min of the pixel values, for PSNR (1 for [0, 1] or [-0.5, 0.5]).
+        encoder, decoder: optional Keras layers replacing the default conv stacks.
+    """
+
+    metric_names = ("loss", "reconstruction_loss", "mse", "psnr")
+
+    def __init__(self, input_shape, reconstruction_loss="mse", data_variance=None,
+                 data_range=1.0, encoder=None, decoder=None, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in input_shape)
+        if len(self.image_shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects input_shape (height, width, channels); "
+                f"got {input_shape!r}"
+            )
+        if data_variance is not None and data_variance <= 0:
+            raise ValueError(f"data_variance must be > 0; got {data_variance}")
+        self.likelihood = losses.Likelihood(reconstruction_loss)
+        self.reconstruction_loss = reconstruction_loss
+        self.data_variance = None if data_variance is None else float(data_variance)
+        self.data_range = float(data_range)
+        self._custom_encoder = encoder is not None
+        self._custom_decoder = decoder is not None
+        names = list(self.metric_names)
+        if self.data_variance is not None:
+            names.append("normalized_mse")
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def _finish_init(self):
+        """Creates every weight by running one image through the model."""
+        self(ops.zeros((1,) + self.image_shape))
+
+    def build(self, input_shape):
+        # Built in __init__ (`_finish_init`): loading a .keras file needs no further build.
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # Default conv stacks -----------------------------------------------------------------
+
+    def _conv_kwargs(self, hidden_channels, downsample_stages, downsample, num_residual_layers,
+                     residual_channels):
+        return dict(hidden_channels=hidden_channels, downsample_stages=downsample_stages,
+                    downsample=downsample, num_residual_layers=num_residual_layers,
+                    residual_channels=residual_channels)
+
+    def _map_encoder(self, conv_kwargs, output_channels):
+        return ConvEncoder(output_channels=output_channels, name="encoder", **conv_kwargs)
+
+    def _map_decoder(self, conv_kwargs):
+        channels = self.image_shape[-1] * self.likelihood.channel_multiplier
+        return ConvDecoder(channels, name="decoder", **conv_kwargs)
+
+    def _vector_encoder(self, conv_kwargs, units):
+        """Conv stack, then a dense layer to a flat latent of `units`."""
+        return keras.Sequential(
+            [ConvEncoder(**conv_kwargs), keras.layers.Flatten(), keras.layers.Dense(units)],
+            name="encoder",
+        )
+
+    def _vector_decoder(self, conv_kwargs):
+        """Dense layer back to the encoder's last map, then the mirrored conv stack."""
+        encoder = ConvEncoder(**conv_kwargs)
+        height, width, _ = self.image_shape
+        map_shape = (height // encoder.factor, width // encoder.factor, conv_kwargs["hidden_channels"])
+        return keras.Sequential(
+            [
+                keras.layers.Dense(losses.num_dims(map_shape), activation="relu"),
+                keras.layers.Reshape(map_shape),
+                self._map_decoder(conv_kwargs),
+            ],
+            name="decoder",
+        )
+
+    # Inputs ------------------------------------------------------------------------------
+
+    def _images(self, data):
+        """Checks and converts what a dataset yields (or what a user passes) to float images."""
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        if isinstance(x, dict):
+            raise ValueError(f"{type(self).__name__} expects images, not a dict of {list(x)}")
+        x = ops.convert_to_tensor(x)
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if dtype == "uint8":
+            x = ops.cast(x, "float32") / 255.0
+        elif "float" not in dtype:
+            raise ValueError(
+                f"{type(self).__name__} expects float images (scaled to [0, 1] or similar) or "
+                f"uint8 images; got dtype {dtype}"
+            )
+        shape = tuple(x.shape)
+        expected = self.image_shape
+        if len(shape) != 4 or any(
+            s is not None and s != e for s, e in zip(shape[1:], expected)
+        ):
+            raise ValueError(
+                f"{type(self).__name__} expects images of shape (batch,) + {expected}; got "
+                f"shape {shape}"
+            )
+        return ops.cast(x, self.compute_dtype)
+
+    # Loss terms --------------------------------------------------------------------------
+
+    def _reconstruction_terms(self, x, output, reduce=ops.mean):
+        """Metric values every model reports; `reconstruction_loss` is the loss term."""
+        x = ops.cast(x, "float32")
+        output = ops.cast(output, "float32")
+        image = self.likelihood.to_image(output)
+        mse = losses.mean_squared_error(x, image)
+        if self.likelihood.name == "mse" and reduce is ops.mean:
+            # Per-pixel mean: normalised by the data variance when given (Sonnet's recipe).
+            term = mse if self.data_variance is None else mse / self.data_variance
+        elif reduce is ops.mean:
+            term = self.likelihood.nll(x, output) / losses.num_dims(self.image_shape)
+        else:
+            term = self.likelihood.nll(x, output)
+        terms = {
+            "reconstruction_loss": ops.mean(term),
+            "mse": ops.mean(mse),
+            "psnr": ops.mean(losses.psnr(x, image, self.data_range)),
+        }
+        if self.data_variance is not None:
+            terms["normalized_mse"] = terms["mse"] / self.data_variance
+        return terms, term
+
+    def _loss_terms(self, x, training):
+        raise NotImplementedError
+
+    def _regularization(self):
+        """Losses added by layers during this call (quantizer loss, weight regularizers)."""
+        added = self.losses
+        return ops.sum(ops.stack([ops.cast(l, "float32") for l in added])) if added else 0.0
+
+    # Steps -------------------------------------------------------------------------------
+
+    def train_step(self, data):
+        x = self._images(data)
+        with tf.GradientTape() as tape:
+            loss, terms = self._loss_terms(x, training=True)
+            # Gradients are summed over replicas: scale each replica's mean to the global mean.
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            if self.optimizer is not None:
+                scaled = self.optimizer.scale_loss(scaled)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        )
+        return self._update_metrics(loss, terms)
+
+    def test_step(self, data):
+        loss, terms = self._loss_terms(self._images(data), training=False)
+        return self._update_metrics(loss, terms)
+
+    def _update_metrics(self, loss, terms):
+        values = {"loss": loss, **terms}
+        for name, tracker in self._trackers.items():
+            tracker.update_state(values[name])
+        results = {name: tracker.result() for name, tracker in self._trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15's fit under MultiWorkerMirroredStrategy needs rank-1 logs.
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
+
+    # Config ------------------------------------------------------------------------------
+
+    def _base_config(self):
+        config = {
+            "input_shape": self.image_shape,
+            "reconstruction_loss": self.reconstruction_loss,
+            "data_variance": self.data_variance,
+            "data_range": self.data_range,
+            "encoder": keras.saving.serialize_keras_object(self.encoder) if self._custom_encoder else None,
+            "decoder": keras.saving.serialize_keras_object(self.decoder) if self._custom_decoder else None,
+        }
+        return {**super().get_config(), **config}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "quantizer"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def check_latent_dim(model, latent_dim, allow_none=False):
+    if latent_dim is None and allow_none:
+        return None
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"{type(model).__name__} expects latent_dim >= 1 (an int); got {latent_dim!r}")
+    return latent_dim

@@ -1,0 +1,128 @@
+"""VQ-VAE: conv encoder, vector quantizer, conv decoder (van den Oord et al. 2017)."""
+
+import keras
+from keras import ops
+
+from tfvq.layers import VectorQuantizer, VectorQuantizerEMA
+from tfvq.models.base import ImageAutoencoder
+
+QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
+
+
+@keras.saving.register_keras_serializable(package="tfvq")
+class VQVAE(ImageAutoencoder):
+    """Vector-quantized VAE: images to a grid of discrete codes and back.
+
+    "Neural Discrete Representation Learning", van den Oord et al. 2017. The defaults are the
+    paper's CIFAR-10 model (two stride-2 stages, 128 hidden channels, 2 residual layers of 32
+    channels, a 1x1 conv to `embedding_dim`), giving an 8x8 code map for 32x32 images. The loss
+    is the reconstruction term plus the quantizer's loss; `fit` reports `loss`,
+    `reconstruction_loss`, `mse`, `psnr`, `vq_loss`, `perplexity`, `usage` (and
+    `normalized_mse` when `data_variance` is given).
+
+    Args:
+        input_shape: (height, width, channels).
+        num_embeddings, embedding_dim: codebook size K and code size D.
+        hidden_channels, residual_channels, num_residual_layers, downsample_stages, downsample:
+            the conv stacks (see `tfvq.layers.ConvEncoder`).
+        quantizer: "ema", "vq", or a quantizer layer instance.
+        commitment_cost: beta of the commitment loss.
+        decay: EMA decay (quantizer "ema").
+        quantizer_options: extra keyword arguments of the quantizer (e.g. `kmeans_init`,
+            `dead_code_threshold`).
+        reconstruction_loss, data_variance, data_range, encoder, decoder: see `ImageAutoencoder`.
+
+    Example:
+    >>> m = VQVAE(input_shape=(16, 16, 1), num_embeddings=8, embedding_dim=4, hidden_channels=8,
+    ...           residual_channels=4)
+    >>> tuple(m.encode_to_indices(keras.ops.zeros((2, 16, 16, 1))).shape)
+    (2, 4, 4)
+    """
+
+    metric_names = ImageAutoencoder.metric_names + ("vq_loss", "perplexity", "usage")
+
+    def __init__(self, input_shape=(32, 32, 3), num_embeddings=512, embedding_dim=64,
+                 hidden_channels=128, residual_channels=32, num_residual_layers=2,
+                 downsample_stages=2, downsample="stride", quantizer="ema", commitment_cost=0.25,
+                 decay=0.99, quantizer_options=None, reconstruction_loss="mse",
+                 data_variance=None, data_range=1.0, encoder=None, decoder=None, **kwargs):
+        super().__init__(input_shape, reconstruction_loss, data_variance, data_range, encoder,
+                         decoder, **kwargs)
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.hidden_channels = hidden_channels
+        self.residual_channels = residual_channels
+        self.num_residual_layers = num_residual_layers
+        self.downsample_stages = downsample_stages
+        self.downsample = downsample
+        self.commitment_cost = commitment_cost
+        self.decay = decay
+        self.quantizer_options = dict(quantizer_options or {})
+        conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
+                                 num_residual_layers, residual_channels)
+        self.encoder = encoder or self._map_encoder(conv, embedding_dim)
+        self.quantizer = self._make_quantizer(quantizer)
+        self.quantizer_kind = quantizer if isinstance(quantizer, str) else None
+        self.decoder = decoder or self._map_decoder(conv)
+        self._finish_init()
+
+    def _make_quantizer(self, quantizer):
+        if isinstance(quantizer, keras.layers.Layer):
+            return quantizer
+        if quantizer not in QUANTIZERS:
+            raise ValueError(
+                f"VQVAE expects quantizer in {tuple(QUANTIZERS)} or a quantizer layer; got "
+                f"{quantizer!r}"
+            )
+        options = dict(self.quantizer_options)
+        if quantizer == "ema":
+            options["decay"] = self.decay
+        return QUANTIZERS[quantizer](self.num_embeddings, self.embedding_dim,
+                                     commitment_cost=self.commitment_cost, name="quantizer",
+                                     **options)
+
+    def encode(self, x, training=False):
+        """Pre-quantization latents (B, h, w, embedding_dim)."""
+        return self.encoder(self._images(x), training=training)
+
+    def encode_to_indices(self, x):
+        """Code indices (B, h, w) int32."""
+        return self.quantizer.encode(self.encode(x))
+
+    def decode(self, latents, training=False):
+        """Images from (quantized) latents (B, h, w, embedding_dim)."""
+        return self.likelihood.to_image(self.decoder(latents, training=training))
+
+    def decode_indices(self, indices):
+        """Images from code indices (B, h, w)."""
+        return self.decode(self.quantizer.decode(indices))
+
+    def call(self, inputs, training=False):
+        latents = self.encode(inputs, training=training)
+        return self.decode(self.quantizer(latents, training=training), training=training)
+
+    def _loss_terms(self, x, training):
+        info = self.quantizer(self.encoder(x, training=training), training=training,
+                              return_info=True)
+        output = self.decoder(info["quantized"], training=training)
+        terms, _ = self._reconstruction_terms(x, output)
+        loss = terms["reconstruction_loss"] + self._regularization()
+        terms.update(vq_loss=info["loss"], perplexity=info["perplexity"], usage=info["usage"])
+        return loss, terms
+
+    def get_config(self):
+        quantizer = self.quantizer_kind or keras.saving.serialize_keras_object(self.quantizer)
+        return {
+            **self._base_config(),
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "hidden_channels": self.hidden_channels,
+            "residual_channels": self.residual_channels,
+            "num_residual_layers": self.num_residual_layers,
+            "downsample_stages": self.downsample_stages,
+            "downsample": self.downsample,
+            "quantizer": quantizer,
+            "commitment_cost": self.commitment_cost,
+            "decay": self.decay,
+            "quantizer_options": self.quantizer_options,
+        }
