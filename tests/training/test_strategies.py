@@ -1,0 +1,78 @@
+"""Tests of tfvq.training.strategies (two logical CPUs come from tests/conftest.py)."""
+
+import json
+import logging
+
+import pytest
+import tensorflow as tf
+
+from tfvq.training import jit_compile_for, make_strategy, supports_xla
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(ValueError, match="auto.*cpu.*mirrored.*multiworker.*got 'tpu'"):
+        make_strategy("tpu")
+
+
+def test_auto_without_gpus_is_the_default_strategy():
+    assert make_strategy("auto") is tf.distribute.get_strategy()
+
+
+def test_cpu_is_one_device_on_the_cpu():
+    strategy = make_strategy("cpu")
+    assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
+    assert strategy.num_replicas_in_sync == 1
+    assert "CPU:0" in strategy.extended.worker_devices[0]
+
+
+def test_mirrored_uses_every_logical_cpu():
+    strategy = make_strategy("mirrored")
+    assert isinstance(strategy, tf.distribute.MirroredStrategy)
+    assert strategy.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU")) == 2
+
+
+def test_mirrored_on_given_devices():
+    strategy = make_strategy("mirrored", devices=["/cpu:0"])
+    assert strategy.num_replicas_in_sync == 1
+
+
+def test_devices_rejected_where_meaningless():
+    with pytest.raises(ValueError, match="devices"):
+        make_strategy("auto", devices=["/cpu:0"])
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [
+        (None, "TF_CONFIG environment variable"),
+        ("{not json", "valid JSON"),
+        (json.dumps({"task": {"type": "worker", "index": 0}}), '"cluster"'),
+        (json.dumps({"cluster": {"worker": ["localhost:1"]}}), '"task"'),
+        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}),
+         r"index must be an integer in \[0, 1\)"),
+        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}),
+         "not a job of the cluster"),
+    ],
+)
+def test_multiworker_needs_a_valid_tf_config(monkeypatch, tf_config, message):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match=message):
+        make_strategy("multiworker")
+
+
+def test_xla_on_for_one_device():
+    strategy = make_strategy("auto")
+    assert supports_xla(strategy)
+    assert jit_compile_for(strategy) == "auto"
+    assert jit_compile_for(strategy, requested=True) is True
+
+
+def test_xla_off_and_logged_when_mirroring_over_cpus(caplog):
+    strategy = make_strategy("mirrored")
+    assert not supports_xla(strategy)
+    with caplog.at_level(logging.INFO, logger="absl"):
+        assert jit_compile_for(strategy, requested=True) is False
+    assert any("XLA is off" in r.getMessage() and "CPU" in r.getMessage() for r in caplog.records)
