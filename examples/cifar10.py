@@ -31,7 +31,7 @@ flags.DEFINE_integer("num_embeddings", 512, "VQ-VAE codebook size K.")
 flags.DEFINE_integer("embedding_dim", 64, "VQ-VAE code size D.")
 flags.DEFINE_enum("quantizer", "ema", ["ema", "vq"], "VQ-VAE quantizer.")
 flags.DEFINE_bool("kmeans_init", True, "Initialise the codebook by k-means on the first batch.")
-flags.DEFINE_float("dead_code_threshold", 0.03,
+flags.DEFINE_float("dead_code_threshold", 1.0,
                    "Re-seed codes whose EMA usage (vectors per batch) falls below this; 0: off.")
 flags.DEFINE_integer("latent_dim", 128, "VAE / AE latent size.")
 flags.DEFINE_integer("eval_examples", 0, "Test examples to evaluate on (0: the whole test split).")
@@ -93,19 +93,30 @@ def main(argv):
     if steps:
         train = train.repeat()
 
+    history_csv = os.path.join(FLAGS.output_dir, "history.csv")
+    saved = os.path.join(FLAGS.output_dir, "model.keras")
+    backup = tfvq.training.backup_dir_for(FLAGS.output_dir, worker_index)
+    # An interrupted run resumes through BackupAndRestore (its folder exists); a finished run
+    # asked for more epochs continues from its saved model and optimizer state.
+    initial_epoch = 0
+    if os.path.exists(saved) and os.path.exists(history_csv) and not os.path.isdir(backup):
+        initial_epoch = len(read_history(history_csv).get("loss", []))
     with strategy.scope():
-        model = build_model(info.image_shape, variance)
-        model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
-                      jit_compile=tfvq.training.jit_compile_for(strategy))
+        if initial_epoch:
+            logging.info("Continuing %s from epoch %d", saved, initial_epoch)
+            model = keras.models.load_model(saved)
+        else:
+            model = build_model(info.image_shape, variance)
+            model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
+                          jit_compile=tfvq.training.jit_compile_for(strategy))
     model.summary(print_fn=logging.info)
 
     callbacks = tfvq.training.default_callbacks(FLAGS.output_dir, model, samples,
                                                 worker_index=worker_index)
-    history_csv = os.path.join(FLAGS.output_dir, "history.csv")
     callbacks.append(keras.callbacks.CSVLogger(history_csv, append=True))
     start = time.time()
     history = model.fit(train, epochs=FLAGS.epochs, steps_per_epoch=steps, validation_data=test,
-              callbacks=callbacks, verbose=1)
+                        callbacks=callbacks, initial_epoch=initial_epoch, verbose=1)
     train_seconds = time.time() - start
     results = model.evaluate(test, return_dict=True, verbose=1)
     if worker_index != 0:
