@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from tfvq.training import jit_compile_for, make_strategy, supports_xla
 
+ONE_WORKER = {"worker": ["localhost:1"]}
+
 
 def test_unknown_name_lists_choices():
     with pytest.raises(ValueError, match="auto.*cpu.*mirrored.*multiworker.*got 'tpu'"):
@@ -48,9 +50,9 @@ def test_devices_rejected_where_meaningless():
         ("{not json", "valid JSON"),
         (json.dumps({"task": {"type": "worker", "index": 0}}), '"cluster"'),
         (json.dumps({"cluster": {"worker": ["localhost:1"]}}), '"task"'),
-        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}),
+        (json.dumps({"cluster": ONE_WORKER, "task": {"type": "worker", "index": 3}}),
          r"index must be an integer in \[0, 1\)"),
-        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}),
+        (json.dumps({"cluster": ONE_WORKER, "task": {"type": "chief", "index": 0}}),
          "not a job of the cluster"),
     ],
 )

@@ -152,8 +152,13 @@ class ImageAutoencoder(keras.Model):
         raise NotImplementedError
 
     def _regularization(self):
-        """Losses added by layers during this call (quantizer loss, weight regularizers)."""
-        added = self.losses
+        """Losses the encoder and decoder add (weight regularizers, custom `add_loss`).
+
+        The quantizer's loss is taken from its return value instead of `self.losses`: under
+        `MirroredStrategy` the replicas share one layer object and its list of added losses,
+        and a replica waiting in the codebook all-reduce would read another replica's loss.
+        """
+        added = list(self.encoder.losses) + list(self.decoder.losses)
         return ops.sum(ops.stack([ops.cast(l, "float32") for l in added])) if added else 0.0
 
     # Steps -------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class VQVAE(ImageAutoencoder):
                               return_info=True)
         output = self.decoder(info["quantized"], training=training)
         terms, _ = self._reconstruction_terms(x, output)
-        loss = terms["reconstruction_loss"] + self._regularization()
+        loss = terms["reconstruction_loss"] + info["loss"] + self._regularization()
         terms.update(vq_loss=info["loss"], perplexity=info["perplexity"], usage=info["usage"])
         return loss, terms
 
