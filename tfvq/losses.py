@@ -77,8 +77,10 @@ class Likelihood:
             )
         loc, log_scale = ops.split(output, 2, axis=-1)
         scale = ops.exp(ops.maximum(log_scale, -7.0))
+        # QuantizedDistribution gives P(k) = CDF(k) - CDF(k - 1) (bins (k - 1, k]); shifting the
+        # logistic down by half a level centres the bins on the levels: CDF(k + .5) - CDF(k - .5).
         pixels = tfd.QuantizedDistribution(
-            tfd.Logistic(loc * _LEVELS, scale * _LEVELS), low=0.0, high=_LEVELS
+            tfd.Logistic(loc * _LEVELS - 0.5, scale * _LEVELS), low=0.0, high=_LEVELS
         )
         return -_per_example(pixels.log_prob(ops.round(x * _LEVELS)), ops.sum)
 

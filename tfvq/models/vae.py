@@ -98,6 +98,21 @@ class VAE(ImageAutoencoder):
             terms["bits_per_dim"] = ops.mean(losses.bits_per_dim(nll + kl, dims))
         return loss, terms
 
+    # Keras saves no SeedGenerator state; without it a loaded VAE would draw other noise than
+    # the original from the next step on, so resumed training would diverge.
+    _SEED_KEY = "seed_generator_state"
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[self._SEED_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if self._SEED_KEY in keys:
+            self.seed_generator.state.assign(store[self._SEED_KEY])
+            store = {key: store[key] for key in keys if key != self._SEED_KEY}
+        super().load_own_variables(store)
+
     def get_config(self):
         return {
             **self._base_config(),
