@@ -53,3 +53,14 @@ def cifar10_data_dir(tmp_path_factory):
         [sys.executable, str(tool), "--data_dir", data_dir, "--datasets", "cifar10"], check=True
     )
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """The one 2-replica MirroredStrategy of the test session.
+
+    A second MirroredStrategy over the same devices in one process can pair its collectives
+    with stale ones of the first (TensorFlow's collective instance keys restart per strategy),
+    failing with "Shape mismatch in the collective instance", so every test shares this one.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -277,10 +277,8 @@ def test_ema_gradients():
 
 
 @pytest.fixture(scope="module")
-def strategy():
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("needs two logical CPU devices (tests/conftest.py)")
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def strategy(mirrored_strategy):
+    return mirrored_strategy
 
 
 def test_mirrored_ema_matches_single_device(strategy):

@@ -284,10 +284,8 @@ def _tiny(kind):
 
 
 @pytest.fixture(scope="module")
-def strategy():
-    # One strategy for the module: a second MirroredStrategy over the same devices in one
-    # process can pair its collectives with stale ones of the first (TF collective keys).
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def strategy(mirrored_strategy):
+    return mirrored_strategy
 
 
 @pytest.mark.parametrize("kind", ["ae", "vqvae"])

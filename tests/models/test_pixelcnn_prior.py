@@ -226,15 +226,14 @@ def test_conditional_prior_trains_only_with_labels():
         prior.fit(_codes(prior, batch=4), epochs=1, verbose=0)
 
 
-def test_mirrored_step_equals_single_device_step_on_the_global_batch():
+def test_mirrored_step_equals_single_device_step_on_the_global_batch(mirrored_strategy):
     """Two replicas on half a batch each take the same SGD step as one device on the batch."""
     codes = _codes(_prior(), batch=8)
     dataset = tf.data.Dataset.from_tensor_slices(codes).batch(8)
 
     single = _prior()
     single.compile(optimizer=keras.optimizers.SGD(0.5))
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
+    with mirrored_strategy.scope():
         mirrored = _prior()
         mirrored.compile(optimizer=keras.optimizers.SGD(0.5))
     initial = single.get_weights()

@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 
 from ._common import images, tiny_vqvae
-from tfvq.training import make_strategy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -28,13 +27,12 @@ def _compiled(strategy):
     return model
 
 
-def test_mirrored_two_cpus_match_one_device():
+def test_mirrored_two_cpus_match_one_device(mirrored_strategy):
     """2 replicas on halves of each global batch == 1 device on the global batch.
 
     Covers the trainable weights (gradients averaged over the global batch) and the EMA
     codebook statistics (summed over replicas before the update).
     """
-    mirrored_strategy = make_strategy("mirrored")
     assert mirrored_strategy.num_replicas_in_sync == 2
     keras.utils.set_random_seed(0)
     single = _compiled(tf.distribute.get_strategy())
