@@ -2,10 +2,11 @@
 
 from tfvq.models.ae import AE
 from tfvq.models.base import ImageAutoencoder
+from tfvq.models.interpolation import interpolate
 from tfvq.models.vae import VAE
 from tfvq.models.vqvae import VQVAE
 
-__all__ = ["AE", "ImageAutoencoder", "VAE", "VQVAE"]
+__all__ = ["AE", "ImageAutoencoder", "VAE", "VQVAE", "interpolate"]
 
 from tfvq.models.pixelcnn_prior import PixelCNNPrior, codes_dataset  # noqa: E402
 

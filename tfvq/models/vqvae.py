@@ -97,6 +97,17 @@ class VQVAE(ImageAutoencoder):
         """Images from code indices (B, h, w)."""
         return self.decode(self.quantizer.decode(indices))
 
+    def sample(self, n, prior, seed=None, temperature=1.0, labels=None):
+        """`n` images decoded from code maps drawn from `prior` (a trained `PixelCNNPrior`)."""
+        shape = tuple(ops.shape(self.encode_to_indices(ops.zeros((1,) + self.image_shape)))[1:])
+        if tuple(prior.latent_shape) != shape or prior.num_embeddings != self.num_embeddings:
+            raise ValueError(
+                f"VQVAE.sample expects a prior over {self.num_embeddings} codes on a {shape} map; "
+                f"got num_embeddings={prior.num_embeddings}, latent_shape={prior.latent_shape}"
+            )
+        codes = prior.sample(n, seed=seed, temperature=temperature, labels=labels)
+        return self.decode_indices(codes)
+
     def call(self, inputs, training=False):
         latents = self.encode(inputs, training=training)
         return self.decode(self.quantizer(latents, training=training), training=training)

@@ -1,0 +1,65 @@
+"""Interpolation in latent space and VQ-VAE sampling through a PixelCNN prior."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfvq
+from tfvq.models import interpolate
+
+SMALL = dict(hidden_channels=8, residual_channels=4, num_residual_layers=1)
+
+
+def _models():
+    return {
+        "ae": tfvq.AE((16, 16, 1), latent_dim=6, **SMALL),
+        "vae": tfvq.VAE((16, 16, 1), latent_dim=3, seed=0, **SMALL),
+        "vqvae": tfvq.VQVAE((16, 16, 1), num_embeddings=8, embedding_dim=4, **SMALL),
+    }
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae", "vqvae"])
+def test_interpolation_endpoints_are_reconstructions(kind):
+    keras.utils.set_random_seed(0)
+    model = _models()[kind]
+    images = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
+    strip = keras.ops.convert_to_numpy(interpolate(model, images[0], images[1], steps=5))
+    assert strip.shape == (5, 16, 16, 1)
+    recon = keras.ops.convert_to_numpy(model(images, training=False))
+    np.testing.assert_allclose(strip[0], recon[0], atol=1e-5)
+    np.testing.assert_allclose(strip[-1], recon[1], atol=1e-5)
+    batch = interpolate(model, images, images[::-1], steps=3)
+    assert tuple(batch.shape) == (2, 3, 16, 16, 1)
+
+
+def test_ae_interpolation_midpoint_decodes_the_mean_latent():
+    keras.utils.set_random_seed(0)
+    model = _models()["ae"]
+    images = np.random.default_rng(1).random((2, 16, 16, 1)).astype("float32")
+    z = keras.ops.convert_to_numpy(model.encode(images))
+    expected = keras.ops.convert_to_numpy(model.decode(((z[0] + z[1]) / 2)[None]))[0]
+    strip = keras.ops.convert_to_numpy(interpolate(model, images[0], images[1], steps=3))
+    np.testing.assert_allclose(strip[1], expected, atol=1e-5)
+
+
+def test_interpolate_rejects_bad_arguments():
+    model = _models()["ae"]
+    x = np.zeros((16, 16, 1), "float32")
+    with pytest.raises(ValueError, match="steps"):
+        interpolate(model, x, x, steps=1)
+    with pytest.raises(ValueError, match="one shape"):
+        interpolate(model, x, np.zeros((8, 8, 1), "float32"))
+    with pytest.raises(ValueError, match="AE, VAE or VQVAE"):
+        interpolate(object(), x, x)
+
+
+def test_vqvae_sample_decodes_prior_codes():
+    keras.utils.set_random_seed(0)
+    model = _models()["vqvae"]
+    prior = tfvq.PixelCNNPrior(8, (4, 4), hidden_channels=8, num_layers=2)
+    images = keras.ops.convert_to_numpy(model.sample(3, prior, seed=7))
+    assert images.shape == (3, 16, 16, 1)
+    expected = model.decode_indices(prior.sample(3, seed=7))
+    np.testing.assert_allclose(images, keras.ops.convert_to_numpy(expected), atol=1e-6)
+    with pytest.raises(ValueError, match="prior over 8 codes"):
+        model.sample(1, tfvq.PixelCNNPrior(8, (2, 2), hidden_channels=8, num_layers=2))
