@@ -38,11 +38,6 @@ class AE(ImageAutoencoder):
                          decoder, **kwargs)
         self.latent_dim = check_latent_dim(self, latent_dim, allow_none=True)
         self.latent_channels = check_latent_dim(self, latent_channels)
-        self.hidden_channels = hidden_channels
-        self.residual_channels = residual_channels
-        self.num_residual_layers = num_residual_layers
-        self.downsample_stages = downsample_stages
-        self.downsample = downsample
         conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
                                  num_residual_layers, residual_channels)
         if latent_dim is None:
@@ -74,9 +69,4 @@ class AE(ImageAutoencoder):
             **self._base_config(),
             "latent_dim": self.latent_dim,
             "latent_channels": self.latent_channels,
-            "hidden_channels": self.hidden_channels,
-            "residual_channels": self.residual_channels,
-            "num_residual_layers": self.num_residual_layers,
-            "downsample_stages": self.downsample_stages,
-            "downsample": self.downsample,
         }

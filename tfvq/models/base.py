@@ -65,9 +65,14 @@ class ImageAutoencoder(keras.Model):
 
     def _conv_kwargs(self, hidden_channels, downsample_stages, downsample, num_residual_layers,
                      residual_channels):
-        return dict(hidden_channels=hidden_channels, downsample_stages=downsample_stages,
+        """Stores the default conv stacks' arguments (attributes and config) and returns them."""
+        conv = dict(hidden_channels=hidden_channels, downsample_stages=downsample_stages,
                     downsample=downsample, num_residual_layers=num_residual_layers,
                     residual_channels=residual_channels)
+        for name, value in conv.items():
+            setattr(self, name, value)
+        self._conv_config = conv
+        return conv
 
     def _map_encoder(self, conv_kwargs, output_channels):
         return ConvEncoder(output_channels=output_channels, name="encoder", **conv_kwargs)
@@ -203,7 +208,7 @@ class ImageAutoencoder(keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder) if self._custom_encoder else None,
             "decoder": keras.saving.serialize_keras_object(self.decoder) if self._custom_decoder else None,
         }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), **config, **getattr(self, "_conv_config", {})}
 
     @classmethod
     def from_config(cls, config):

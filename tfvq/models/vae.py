@@ -49,11 +49,6 @@ class VAE(ImageAutoencoder):
         if beta < 0:
             raise ValueError(f"VAE expects beta >= 0; got {beta}")
         self.beta = float(beta)
-        self.hidden_channels = hidden_channels
-        self.residual_channels = residual_channels
-        self.num_residual_layers = num_residual_layers
-        self.downsample_stages = downsample_stages
-        self.downsample = downsample
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
@@ -118,10 +113,5 @@ class VAE(ImageAutoencoder):
             **self._base_config(),
             "latent_dim": self.latent_dim,
             "beta": self.beta,
-            "hidden_channels": self.hidden_channels,
-            "residual_channels": self.residual_channels,
-            "num_residual_layers": self.num_residual_layers,
-            "downsample_stages": self.downsample_stages,
-            "downsample": self.downsample,
             "seed": self.seed,
         }

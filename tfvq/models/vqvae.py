@@ -50,11 +50,6 @@ class VQVAE(ImageAutoencoder):
                          decoder, **kwargs)
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
-        self.hidden_channels = hidden_channels
-        self.residual_channels = residual_channels
-        self.num_residual_layers = num_residual_layers
-        self.downsample_stages = downsample_stages
-        self.downsample = downsample
         self.commitment_cost = commitment_cost
         self.decay = decay
         self.quantizer_options = dict(quantizer_options or {})
@@ -127,11 +122,6 @@ class VQVAE(ImageAutoencoder):
             **self._base_config(),
             "num_embeddings": self.num_embeddings,
             "embedding_dim": self.embedding_dim,
-            "hidden_channels": self.hidden_channels,
-            "residual_channels": self.residual_channels,
-            "num_residual_layers": self.num_residual_layers,
-            "downsample_stages": self.downsample_stages,
-            "downsample": self.downsample,
             "quantizer": quantizer,
             "commitment_cost": self.commitment_cost,
             "decay": self.decay,
