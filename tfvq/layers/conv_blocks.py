@@ -2,6 +2,8 @@
 
 import keras
 
+from tfvq.utils.checks import check_int
+
 DOWNSAMPLE_MODES = ("stride", "max_pool", "avg_pool", "none")
 _MODE_ALIASES = {"pool": "max_pool", "strided": "stride", "max": "max_pool", "avg": "avg_pool"}
 
@@ -14,11 +16,6 @@ def _mode(layer, downsample):
             f"got {downsample!r}"
         )
     return mode
-
-
-def _check_count(layer, name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{type(layer).__name__} expects {name} >= {minimum} (an int); got {value!r}")
 
 
 class _Sequence(keras.layers.Layer):
@@ -64,7 +61,7 @@ class ResidualBlock(keras.layers.Layer):
 
     def __init__(self, residual_channels, **kwargs):
         super().__init__(**kwargs)
-        _check_count(self, "residual_channels", residual_channels, 1)
+        check_int(self, "residual_channels", residual_channels, 1)
         self.residual_channels = residual_channels
         self.inner = keras.layers.Conv2D(residual_channels, 3, padding="same", name="conv3x3")
         self.outer = None
@@ -104,7 +101,7 @@ class ResidualStack(_Sequence):
 
     def __init__(self, num_layers=2, residual_channels=32, **kwargs):
         super().__init__(**kwargs)
-        _check_count(self, "num_layers", num_layers, 0)
+        check_int(self, "num_layers", num_layers, 0)
         self.num_layers = num_layers
         self.residual_channels = residual_channels
         self._steps = [
@@ -132,8 +129,8 @@ class _ConvStack(_Sequence):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_count(self, "hidden_channels", hidden_channels, 1)
-        _check_count(self, "downsample_stages", downsample_stages, 0)
+        check_int(self, "hidden_channels", hidden_channels, 1)
+        check_int(self, "downsample_stages", downsample_stages, 0)
         self.hidden_channels = hidden_channels
         self.downsample_stages = downsample_stages
         self.downsample = _mode(self, downsample)
@@ -258,7 +255,7 @@ class ConvDecoder(_ConvStack):
                  downsample="stride", num_residual_layers=2, residual_channels=32, **kwargs):
         super().__init__(hidden_channels, downsample_stages, downsample, num_residual_layers,
                          residual_channels, **kwargs)
-        _check_count(self, "output_channels", output_channels, 1)
+        check_int(self, "output_channels", output_channels, 1)
         self.output_channels = output_channels
         steps = [
             keras.layers.Conv2D(hidden_channels, 3, padding="same", name="conv3x3"),

@@ -1,11 +1,10 @@
 """Vector quantizers: nearest-codebook lookup with a straight-through gradient."""
 
-import numbers
-
 import keras
 from keras import ops
 
 from tfvq.layers._distribute import cross_replica_sum
+from tfvq.utils.checks import check_int
 
 
 class _VectorQuantizerBase(keras.layers.Layer):
@@ -31,8 +30,8 @@ class _VectorQuantizerBase(keras.layers.Layer):
         # itself instead of letting Keras cast inputs and variables to float16.
         kwargs["autocast"] = False
         super().__init__(**kwargs)
-        _check_positive_int("num_embeddings", num_embeddings, self)
-        _check_positive_int("embedding_dim", embedding_dim, self)
+        check_int(self, "num_embeddings", num_embeddings)
+        check_int(self, "embedding_dim", embedding_dim)
         if commitment_cost < 0:
             raise ValueError(
                 f"{type(self).__name__} expects commitment_cost >= 0; got {commitment_cost}"
@@ -41,7 +40,7 @@ class _VectorQuantizerBase(keras.layers.Layer):
             raise ValueError(
                 f"{type(self).__name__} expects dead_code_threshold >= 0; got {dead_code_threshold}"
             )
-        _check_positive_int("kmeans_iters", kmeans_iters, self)
+        check_int(self, "kmeans_iters", kmeans_iters)
         self.num_embeddings = int(num_embeddings)
         self.embedding_dim = int(embedding_dim)
         self.commitment_cost = float(commitment_cost)
@@ -430,11 +429,6 @@ def _smoothed_means(cluster_size, summed_vectors, epsilon):
     num_codes = ops.cast(ops.shape(cluster_size)[0], "float32")
     smoothed = (cluster_size + epsilon) / (total + num_codes * epsilon) * total
     return summed_vectors / smoothed[:, None]
-
-
-def _check_positive_int(name, value, layer):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{type(layer).__name__} expects {name} >= 1 (an int); got {value!r}")
 
 
 def _check_unit_interval(name, value, layer):

@@ -2,7 +2,8 @@
 
 import keras
 
-from tfvq.models.base import ImageAutoencoder, check_latent_dim
+from tfvq.models.base import ImageAutoencoder
+from tfvq.utils.checks import check_int
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
@@ -36,8 +37,8 @@ class AE(ImageAutoencoder):
             raise ValueError(f"AE expects reconstruction_loss in ('mse', 'bce'); got {reconstruction_loss!r}")
         super().__init__(input_shape, reconstruction_loss, data_variance, data_range, encoder,
                          decoder, **kwargs)
-        self.latent_dim = check_latent_dim(self, latent_dim, allow_none=True)
-        self.latent_channels = check_latent_dim(self, latent_channels)
+        self.latent_dim = None if latent_dim is None else check_int(self, "latent_dim", latent_dim)
+        self.latent_channels = check_int(self, "latent_channels", latent_channels)
         conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
                                  num_residual_layers, residual_channels)
         if latent_dim is None:

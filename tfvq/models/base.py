@@ -218,10 +218,3 @@ class ImageAutoencoder(keras.Model):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
-
-def check_latent_dim(model, latent_dim, allow_none=False):
-    if latent_dim is None and allow_none:
-        return None
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ValueError(f"{type(model).__name__} expects latent_dim >= 1 (an int); got {latent_dim!r}")
-    return latent_dim

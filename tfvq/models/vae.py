@@ -4,7 +4,8 @@ import keras
 from keras import ops
 
 from tfvq import losses
-from tfvq.models.base import ImageAutoencoder, check_latent_dim
+from tfvq.models.base import ImageAutoencoder
+from tfvq.utils.checks import check_int
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
@@ -45,7 +46,7 @@ class VAE(ImageAutoencoder):
             self.metric_names = self.metric_names + ("bits_per_dim",)
         super().__init__(input_shape, reconstruction_loss, data_variance, data_range, encoder,
                          decoder, **kwargs)
-        self.latent_dim = check_latent_dim(self, latent_dim)
+        self.latent_dim = check_int(self, "latent_dim", latent_dim)
         if beta < 0:
             raise ValueError(f"VAE expects beta >= 0; got {beta}")
         self.beta = float(beta)
