@@ -76,13 +76,25 @@ class Likelihood:
                 ops.binary_crossentropy(x, output, from_logits=True), ops.sum
             )
         loc, log_scale = ops.split(output, 2, axis=-1)
-        scale = ops.exp(ops.maximum(log_scale, -7.0))
-        # QuantizedDistribution gives P(k) = CDF(k) - CDF(k - 1) (bins (k - 1, k]); shifting the
-        # logistic down by half a level centres the bins on the levels: CDF(k + .5) - CDF(k - .5).
-        pixels = tfd.QuantizedDistribution(
-            tfd.Logistic(loc * _LEVELS - 0.5, scale * _LEVELS), low=0.0, high=_LEVELS
-        )
-        return -_per_example(pixels.log_prob(ops.round(x * _LEVELS)), ops.sum)
+        return discretized_nll(tfd.Logistic, x, loc, ops.exp(ops.maximum(log_scale, -7.0)))
+
+
+def discretized_nll(family, x, loc, scale):
+    """NLL in nats per example of 8-bit images `x` in [0, 1] under a discretized `family`.
+
+    The continuous distribution `family(loc, scale)` (e.g. `tfd.Logistic`, `tfd.Normal`; in
+    [0, 1] units) is integrated over each of the 256 levels' bins, the two end bins absorbing
+    the tails (PixelCNN++), so the result is a proper probability of the 8-bit values.
+
+    Returns:
+        (B,) sums over all values of -log P(x).
+    """
+    # QuantizedDistribution gives P(k) = CDF(k) - CDF(k - 1) (bins (k - 1, k]); shifting the
+    # distribution down by half a level centres the bins on the levels: CDF(k + .5) - CDF(k - .5).
+    pixels = tfd.QuantizedDistribution(
+        family(loc * _LEVELS - 0.5, scale * _LEVELS), low=0.0, high=_LEVELS
+    )
+    return -_per_example(pixels.log_prob(ops.round(x * _LEVELS)), ops.sum)
 
 
 def num_dims(shape):
@@ -107,6 +119,7 @@ __all__ = [
     "Likelihood",
     "RECONSTRUCTION_LOSSES",
     "bits_per_dim",
+    "discretized_nll",
     "gaussian_kl",
     "mean_squared_error",
     "num_dims",
