@@ -12,6 +12,8 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "matplotlib>=3.8",
     "numpy>=1.26",
+    # keras-tuner's BayesianOptimization imports it without declaring it.
+    "scikit-learn>=1.4",
     # Imported by keras-tuner and by tfds builders but not declared by them.
     "tensorboard>=2.21,<2.22",
     "importlib_resources>=6",
@@ -22,7 +24,7 @@ EXTRAS = {
     # tensorflow-cpu, or pip pulls the full `tensorflow` wheel back in: scripts/install.sh does it.
     "cpu": ["tensorflow-cpu>=2.21.0,<2.22"],
     "gpu": ["tensorflow[and-cuda]>=2.21.0,<2.22", "tf-keras>=2.21.0,<2.22"],
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "scipy>=1.11"],
     "bench": ["dm-sonnet==2.0.2", "torch==2.13.0", "vector-quantize-pytorch"],
 }
 
