@@ -11,3 +11,7 @@ __all__ = ["AE", "ImageAutoencoder", "VAE", "VQVAE", "interpolate"]
 from tfvq.models.pixelcnn_prior import PixelCNNPrior, codes_dataset  # noqa: E402
 
 __all__ += ["PixelCNNPrior", "codes_dataset"]
+
+from tfvq.models.colorizer import Colorizer  # noqa: E402
+
+__all__ += ["Colorizer"]
