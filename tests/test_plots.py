@@ -180,15 +180,9 @@ def test_latent_scatter_many_classes_uses_colorbar():
     assert len(fig.axes) == 2  # scatter and colour bar
 
 
-def test_latent_scatter_tsne_needs_scikit_learn():
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="scikit-learn"):
-            plots.latent_scatter(RNG.normal(size=(20, 4)), method="tsne")
-    else:
-        fig = plots.latent_scatter(RNG.normal(size=(20, 4)), method="tsne")
-        assert _scattered_points(fig).shape == (20, 2)
+def test_latent_scatter_tsne():
+    fig = plots.latent_scatter(RNG.normal(size=(20, 4)), method="tsne")
+    assert _scattered_points(fig).shape == (20, 2)
 
 
 @pytest.mark.parametrize(

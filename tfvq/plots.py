@@ -283,13 +283,9 @@ def _pca_2d(latents):
 
 
 def _tsne_2d(latents, perplexity, seed):
-    try:
-        from sklearn.manifold import TSNE
-    except ImportError as error:
-        raise ImportError(
-            "latent_scatter(method='tsne') needs scikit-learn, which is not installed; "
-            "install it (pip install scikit-learn) or use method='pca'"
-        ) from error
+    # Imported here: scikit-learn takes seconds to import and only t-SNE needs it.
+    from sklearn.manifold import TSNE
+
     # t-SNE requires perplexity < number of points.
     perplexity = min(float(perplexity), max(1.0, (len(latents) - 1) / 3))
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
@@ -312,7 +308,7 @@ def latent_scatter(
     """Scatters latent codes in 2-D, coloured by class.
 
     Latents of dimension 2 are drawn as they are; wider ones are projected by PCA (NumPy SVD)
-    or, with `method="tsne"`, by scikit-learn's t-SNE (scikit-learn is optional).
+    or, with `method="tsne"`, by scikit-learn's t-SNE.
 
     Args:
         latents: (N, D) latent vectors, D >= 2.
