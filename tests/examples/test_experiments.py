@@ -1,0 +1,138 @@
+"""The seed-experiment scripts at a tiny setting: each runs and writes its JSON and figures."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS = ROOT / "examples" / "experiments"
+
+
+def _run(script, output_dir, *args, data_dir=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, str(EXPERIMENTS / f"{script}.py"), f"--output_dir={output_dir}",
+               *args]
+    if data_dir is not None:
+        command.append(f"--data_dir={data_dir}")
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((Path(output_dir) / "results.json").read_text())
+    for key in ("command", "wall_time_s", "machine", "experiment", "figures"):
+        assert key in results, key
+    assert results["command"].startswith(f"python examples/experiments/{script}.py")
+    for name in results["figures"]:
+        assert (Path(output_dir) / name).stat().st_size > 0, name
+    return results
+
+
+def test_preprocessing(tmp_path):
+    results = _run("preprocessing", tmp_path, "--images=astronaut,page", "--crop_size=32",
+                   "--num_crops=1", "--min_size=200")
+    # page is 191 x 384: below the minimum side, so the filter drops it.
+    assert results["images"]["astronaut"]["kept"] and not results["images"]["page"]["kept"]
+    assert results["num_kept"] == 1 and results["crop_shape"] == [32, 32, 3]
+    assert results["roundtrip_max_abs_error"] < 1e-5
+    assert set(results["figures"]) == {"pipeline.png", "dropped.png"}
+
+
+def test_ae_design(tmp_path, mnist_data_dir):
+    results = _run("ae_design", tmp_path, "--losses=mse,bce", "--downsample=avg_pool,none",
+                   "--steps=2", "--batch_size=8", "--hidden_channels=4",
+                   "--residual_channels=2", "--train_examples=32", "--test_examples=16",
+                   data_dir=mnist_data_dir)
+    variants = results["variants"]
+    assert set(variants) == {"mse_avg_pool", "mse_none", "bce_avg_pool", "bce_none"}
+    for variant in variants.values():
+        for key in ("test_mse", "test_bce", "test_psnr", "test_ssim", "latent_size"):
+            assert key in variant, key
+    # 28x28 halved twice is 7x7; with no downsampling the map keeps the image's size.
+    assert variants["mse_avg_pool"]["latent_shape"] == [7, 7, 4]
+    assert variants["bce_none"]["latent_size"] == 28 * 28 * 4
+
+
+def test_vae_latents(tmp_path, mnist_data_dir):
+    results = _run("vae_latents", tmp_path, "--datasets=mnist", "--variants=2d,deep_beta0.5",
+                   "--mnist_steps=2", "--batch_size=8", "--hidden_channels=4",
+                   "--train_examples=32", "--knn_train_examples=32", "--test_examples=16",
+                   data_dir=mnist_data_dir)
+    assert set(results["runs"]) == {"mnist_2d", "mnist_deep_beta0.5"}
+    deep = results["runs"]["mnist_deep_beta0.5"]
+    assert deep["beta"] == 0.5 and deep["latent_dim"] == 16
+    for run in results["runs"].values():
+        assert 0.0 <= run["knn_accuracy"] <= 1.0
+        for key in ("test_mse", "test_psnr", "test_ssim", "test_kl_nats"):
+            assert key in run, key
+    assert "mnist_2d_scatter.png" in results["figures"]
+
+
+@pytest.mark.slow
+def test_augmentation(tmp_path, mnist_data_dir):
+    results = _run("augmentation", tmp_path, "--per_class=2", "--synthetic_per_class=2",
+                   "--test_examples=50", "--batch_size=8", "--hidden_channels=4",
+                   "--num_embeddings=8", "--embedding_dim=2", "--vq_steps=2", "--prior_steps=2",
+                   "--prior_channels=4", "--prior_layers=1", "--vae_steps=2",
+                   "--classifier_steps=2", "--classifier_seeds=1", data_dir=mnist_data_dir)
+    assert results["real_train_examples"] == 20
+    assert set(results["classifiers"]) == {"real", "vqvae_synthetic", "real+vqvae_synthetic",
+                                           "vae_synthetic", "real+vae_synthetic"}
+    assert results["classifiers"]["real+vae_synthetic"]["train_examples"] == 40
+    for generator in ("vqvae", "vae"):
+        assert "real_classifier_accuracy_on_synthetic" in results["generators"][generator]
+
+
+@pytest.mark.slow
+def test_compare_models(tmp_path, cifar10_data_dir):
+    results = _run("compare_models", tmp_path, "--models=ae,vae,vqvae", "--steps=2",
+                   "--prior_steps=2", "--batch_size=8", "--hidden_channels=4",
+                   "--residual_channels=2", "--num_residual_layers=1", "--num_embeddings=16",
+                   "--embedding_dim=2", "--prior_channels=4", "--prior_layers=1",
+                   "--iwae_samples=2", "--train_examples=32", "--test_examples=16",
+                   data_dir=cifar10_data_dir)
+    models = results["models"]
+    # 8x8 codes of 16 entries: 64 * 4 bits; the AE / VAE get 256 / 32 = 8 floats.
+    assert results["latent_budget_bits"] == 256
+    assert models["ae"]["latent_budget"]["nominal_bits"] == 256
+    for name in ("ae", "vae", "vqvae"):
+        for key in ("test_mse", "test_psnr", "test_ssim"):
+            assert key in models[name], (name, key)
+    assert "bits_per_dim" not in models["ae"]
+    assert models["vae"]["bits_per_dim"] > 0 and models["vqvae"]["bits_per_dim"] > 0
+    assert "bits_per_dim_iwae" in models["vae"]
+    assert results["paper_bits_per_dim"]["VQ-VAE"] == 4.67
+
+
+@pytest.mark.slow
+def test_colorization(tmp_path, cifar10_data_dir):
+    results = _run("colorization", tmp_path, "--epochs=1", "--steps_per_epoch=2",
+                   "--batch_size=8", "--eval_examples=16", "--hidden_channels=4",
+                   "--residual_channels=2", "--num_residual_layers=1", "--feature_channels=4",
+                   "--rebalance_examples=32", data_dir=cifar10_data_dir)
+    assert set(results["table"]) == {"gray_baseline", "colorizer_regression"}
+    for row in results["table"].values():
+        assert set(row) == {"psnr", "ab_error", "ab_auc"}
+
+
+def test_knn_accuracy_matches_brute_force():
+    import numpy as np
+
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    rng = np.random.default_rng(0)
+    train_z, test_z = rng.normal(size=(200, 3)), rng.normal(size=(50, 3))
+    train_y, test_y = rng.integers(0, 4, 200), rng.integers(0, 4, 50)
+    distances = np.linalg.norm(test_z[:, None] - train_z[None], axis=-1)
+    nearest = np.argsort(distances, axis=1)[:, :5]
+    votes = np.stack([np.bincount(train_y[row], minlength=4) for row in nearest])
+    expected = np.mean(votes.argmax(axis=1) == test_y)
+    assert common.knn_accuracy(train_z, train_y, test_z, test_y, k=5, chunk=16) == expected
+    # Well-separated classes are found exactly.
+    centres = np.eye(3)[train_y % 3] * 100
+    assert common.knn_accuracy(centres, train_y % 3, centres[:20], train_y[:20] % 3) == 1.0
