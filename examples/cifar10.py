@@ -35,6 +35,10 @@ flags.DEFINE_float("dead_code_threshold", 1.0,
                    "Re-seed codes whose EMA usage (vectors per batch) falls below this; 0: off.")
 flags.DEFINE_integer("latent_dim", 128, "VAE / AE latent size.")
 flags.DEFINE_integer("eval_examples", 0, "Test examples to evaluate on (0: the whole test split).")
+flags.DEFINE_bool("jit_compile", True,
+                  "XLA-compile the steps (1.7x faster on a 2-core CPU at K=512, see "
+                  "benchmarks/RESULTS.md); off by itself where XLA cannot run (several CPU "
+                  "replicas).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
@@ -108,7 +112,7 @@ def main(argv):
         else:
             model = build_model(info.image_shape, variance)
             model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
-                          jit_compile=tfvq.training.jit_compile_for(strategy))
+                          jit_compile=tfvq.training.jit_compile_for(strategy, FLAGS.jit_compile))
     model.summary(print_fn=logging.info)
 
     callbacks = tfvq.training.default_callbacks(FLAGS.output_dir, model, samples,

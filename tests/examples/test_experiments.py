@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test starts a TensorFlow process and trains: all belong to the slow set.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "examples" / "experiments"
 
@@ -70,7 +73,6 @@ def test_vae_latents(tmp_path, mnist_data_dir):
     assert "mnist_2d_scatter.png" in results["figures"]
 
 
-@pytest.mark.slow
 def test_augmentation(tmp_path, mnist_data_dir):
     results = _run("augmentation", tmp_path, "--per_class=2", "--synthetic_per_class=2",
                    "--test_examples=50", "--batch_size=8", "--hidden_channels=4",
@@ -85,7 +87,6 @@ def test_augmentation(tmp_path, mnist_data_dir):
         assert "real_classifier_accuracy_on_synthetic" in results["generators"][generator]
 
 
-@pytest.mark.slow
 def test_compare_models(tmp_path, cifar10_data_dir):
     results = _run("compare_models", tmp_path, "--models=ae,vae,vqvae", "--steps=2",
                    "--prior_steps=2", "--batch_size=8", "--hidden_channels=4",
@@ -106,7 +107,6 @@ def test_compare_models(tmp_path, cifar10_data_dir):
     assert results["paper_bits_per_dim"]["VQ-VAE"] == 4.67
 
 
-@pytest.mark.slow
 def test_colorization(tmp_path, cifar10_data_dir):
     results = _run("colorization", tmp_path, "--epochs=1", "--steps_per_epoch=2",
                    "--batch_size=8", "--eval_examples=16", "--hidden_channels=4",
