@@ -23,6 +23,8 @@ import time
 
 from absl import app, flags
 
+from memory import peak_memory_mib  # benchmarks/ is sys.path[0] when the script runs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("codebook_sizes", ["512", "8192"], "Codebook sizes K to time.")
 flags.DEFINE_list("shape", ["128", "8", "8", "64"], "Input shape (batch, height, width, D).")
@@ -215,34 +217,6 @@ def time_interleaved(steps, warmup, runs, settle=0.05):
             times[name].append(time.perf_counter() - start)
             time.sleep(settle)
     return {name: statistics.median(values) for name, values in times.items()}
-
-
-def _status_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def peak_memory_mib(step, steps=3):
-    """Resident-memory high-water mark of `steps` calls over the resident memory before them.
-
-    Linux and glibc only: after one untimed call (which traces or compiles), returns the heap's
-    free memory to the system (`malloc_trim`) and resets VmHWM through /proc/self/clear_refs, so
-    the figure is what one steady-state step needs on top of what the process holds between
-    steps: intermediates such as the (N, K) distance matrix, gradients, buffers.
-    """
-    import ctypes
-
-    step()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-    before = _status_kib("VmRSS")
-    for _ in range(steps):
-        step()
-    return (_status_kib("VmHWM") - before) / 1024
 
 
 def measure_memory_row(library, quantizer, num_embeddings, shape, threads):

@@ -17,7 +17,6 @@ peak-RSS counter; the figure is the peak RSS of 3 further steps over the RSS bef
     python benchmarks/scaling.py --rounds=3 --results=benchmarks/RESULTS.md
 """
 
-import ctypes
 import json
 import os
 import statistics
@@ -30,6 +29,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from flops import train_step_flops  # noqa: E402
+from memory import peak_memory_mib, status_kib  # noqa: E402
 from peak import Peak  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -87,26 +87,6 @@ def seconds_per_call(step, min_seconds):
             return (time.process_time() - cpu_start) / calls
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def peak_memory_mib(step, steps=3):
-    step()
-    step()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets VmHWM
-    before = _status_kib("VmRSS")
-    for _ in range(steps):
-        step()
-    return (_status_kib("VmHWM") - before) / 1024
-
-
 def memory_row(kind, k):
     command = [sys.executable, os.path.abspath(__file__), f"--mem_row={kind},{k}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -120,7 +100,7 @@ def main(argv):
         kind, k = FLAGS.mem_row.split(",")
         make = quantizer_step if kind == "quantizer" else model_step
         step = make(int(k), 32)
-        print(json.dumps({"peak_mib": peak_memory_mib(step), "rss_mib": _status_kib("VmRSS") / 1024}))
+        print(json.dumps({"peak_mib": peak_memory_mib(step), "rss_mib": status_kib("VmRSS") / 1024}))
         return
     import tensorflow as tf
 
