@@ -52,10 +52,12 @@ def test_mse_likelihood():
     lik = losses.Likelihood("mse")
     x = RNG.uniform(size=(2, 3, 3, 1)).astype(np.float32)
     y = RNG.uniform(size=x.shape).astype(np.float32)
-    np.testing.assert_allclose(_np(lik.nll(x, y)), ((_np(x) - _np(y)) ** 2).reshape(2, -1).sum(1),
-                               rtol=1e-5)
+    # The decoder predicts the offset from mid-gray: output y means the image y + 0.5.
+    expected = ((_np(x) - _np(y) - 0.5) ** 2).reshape(2, -1).sum(1)
+    np.testing.assert_allclose(_np(lik.nll(x, y)), expected, rtol=1e-5)
     assert lik.channel_multiplier == 1
-    np.testing.assert_array_equal(_np(lik.to_image(y)), y)
+    np.testing.assert_allclose(_np(lik.to_image(y)), y + 0.5)
+    np.testing.assert_allclose(_np(lik.to_image(np.zeros_like(y))), 0.5)  # zero = mid-gray
 
 
 def _discretized_logistic_nll(x, loc, log_scale):
@@ -85,22 +87,22 @@ def test_logistic_nll_matches_discretized_logistic():
     # Locations near the data (within a few scales) keep the float64 reference out of underflow.
     loc = (x + rng.normal(scale=0.05, size=x.shape)).astype(np.float32)
     log_scale = rng.uniform(-3.5, -1.5, size=x.shape).astype(np.float32)
-    output = np.concatenate([loc, log_scale], axis=-1)
+    output = np.concatenate([loc - 0.5, log_scale], axis=-1)  # locations relative to mid-gray
     lik = losses.Likelihood("logistic")
     assert lik.channel_multiplier == 2
     expected = _discretized_logistic_nll(x, loc, log_scale)
     np.testing.assert_allclose(_np(lik.nll(x, output)), expected, rtol=1e-4)
-    np.testing.assert_allclose(_np(lik.to_image(output)), np.clip(loc, 0, 1))
+    np.testing.assert_allclose(_np(lik.to_image(output)), np.clip(loc, 0, 1), atol=1e-6)
 
 
 def test_logistic_nll_edge_levels_symmetric():
     # A logistic centred at 0.5 gives levels 0 and 255 (and 1 and 254) the same probability.
     x = np.array([0, 255, 1, 254], np.float32).reshape(4, 1, 1, 1) / 255.0
-    output = np.concatenate([np.full_like(x, 0.5), np.full_like(x, np.log(0.05))], axis=-1)
+    output = np.concatenate([np.zeros_like(x), np.full_like(x, np.log(0.05))], axis=-1)
     nll = _np(losses.Likelihood("logistic").nll(x, output))
     np.testing.assert_allclose(nll[0], nll[1], rtol=1e-5)
-    np.testing.assert_allclose(nll, _discretized_logistic_nll(x, output[..., :1], output[..., 1:]),
-                               rtol=1e-4)
+    expected = _discretized_logistic_nll(x, output[..., :1] + 0.5, output[..., 1:])
+    np.testing.assert_allclose(nll, expected, rtol=1e-4)
 
 
 def test_bits_per_dim():

@@ -9,6 +9,11 @@ from tensorflow_probability import distributions as tfd
 
 RECONSTRUCTION_LOSSES = ("mse", "bce", "logistic")
 _LEVELS = 255.0  # 8-bit images: 256 levels, 0..255
+# Decoders predict the offset of a pixel from mid-gray, so a zero output is a mid-gray image
+# (as a zero logit is for "bce"): Sonnet's recipe of training on [-0.5, 0.5]. Without it the
+# last bias has to travel ~0.5 at Adam's ~lr per step, and the notebook VQ-VAE spent its first
+# few hundred steps predicting a constant image (benchmarks/RESULTS.md).
+MID_GRAY = 0.5
 
 
 def _per_example(values, reduce):
@@ -37,11 +42,11 @@ def gaussian_kl(mean, log_var):
 class Likelihood:
     """How a decoder's raw output becomes an image and a reconstruction cost.
 
-    `"mse"`: the output is the image; the cost is the squared error (a Gaussian of fixed
-    variance). `"bce"`: the output is Bernoulli logits over pixel intensities in [0, 1].
-    `"logistic"`: the output holds a location and a log-scale per channel of a logistic
-    discretized to 256 levels (Salimans et al. 2017, PixelCNN++, one component), whose NLL gives
-    honest bits/dim for 8-bit images scaled to [0, 1].
+    `"mse"`: the output plus `MID_GRAY` is the image; the cost is the squared error (a Gaussian
+    of fixed variance). `"bce"`: the output is Bernoulli logits over pixel intensities in
+    [0, 1]. `"logistic"`: the output holds a location (relative to `MID_GRAY`) and a log-scale
+    per channel of a logistic discretized to 256 levels (Salimans et al. 2017, PixelCNN++, one
+    component), whose NLL gives honest bits/dim for 8-bit images scaled to [0, 1].
 
     Args:
         name: "mse", "bce" or "logistic".
@@ -59,24 +64,30 @@ class Likelihood:
         """Decoder output channels per image channel."""
         return 2 if self.name == "logistic" else 1
 
-    def to_image(self, output):
+    def location(self, output):
+        """The predicted pixel values in image units, unclipped (the mean for "mse")."""
         if self.name == "bce":
             return ops.sigmoid(output)
         if self.name == "logistic":
-            loc, _ = ops.split(output, 2, axis=-1)
-            return ops.clip(loc, 0.0, 1.0)
-        return output
+            output, _ = ops.split(output, 2, axis=-1)
+        return output + MID_GRAY
+
+    def to_image(self, output):
+        if self.name == "logistic":
+            return ops.clip(self.location(output), 0.0, 1.0)
+        return self.location(output)
 
     def nll(self, x, output):
         """Per-example cost summed over pixels (nats for "bce" and "logistic"): (B,)."""
         if self.name == "mse":
-            return _per_example(ops.square(x - output), ops.sum)
+            return _per_example(ops.square(x - self.location(output)), ops.sum)
         if self.name == "bce":
             return _per_example(
                 ops.binary_crossentropy(x, output, from_logits=True), ops.sum
             )
-        loc, log_scale = ops.split(output, 2, axis=-1)
-        return discretized_nll(tfd.Logistic, x, loc, ops.exp(ops.maximum(log_scale, -7.0)))
+        _, log_scale = ops.split(output, 2, axis=-1)
+        scale = ops.exp(ops.maximum(log_scale, -7.0))
+        return discretized_nll(tfd.Logistic, x, self.location(output), scale)
 
 
 def discretized_nll(family, x, loc, scale):

@@ -143,6 +143,7 @@ def test_paper_parameter_counts():
         (ConvEncoder(8, 1, "stride", 0, 4, name="enc_stride"), (8, 8, 3)),
         (ConvDecoder(3, 8, 2, "pool", 1, 4, name="dec"), (2, 2, 6)),
         (ConvDecoder(2, 8, 1, "stride", 2, 4, name="dec_stride"), (4, 4, 6)),
+        (ConvEncoder(8, 1, kernel_initializer="he_uniform", name="enc_he"), (8, 8, 3)),
     ],
     ids=lambda v: getattr(v, "name", None),
 )
@@ -160,3 +161,44 @@ def test_keras_round_trip(layer, shape, tmp_path):
         np.testing.assert_array_equal(v.numpy(), w.numpy(), err_msg=v.path)
     x = np.random.default_rng(5).normal(size=(2,) + shape).astype(np.float32)
     np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def kernels(layer):
+    return {w.path: np.asarray(w) for w in layer.weights if w.path.endswith("kernel")}
+
+
+def test_default_kernels_have_variance_one_over_fan_in():
+    """Sonnet's default: std 1/sqrt(fan-in), the fan-in of a transposed conv counting its inputs."""
+    keras.utils.set_random_seed(0)
+    enc = ConvEncoder(output_channels=64)
+    enc.build((None, 32, 32, 3))
+    dec = ConvDecoder(output_channels=3)
+    dec.build((None, 8, 8, 64))
+    checked = 0
+    for path, kernel in {**kernels(enc), **kernels(dec)}.items():
+        kh, kw, a, b = kernel.shape
+        transposed = "up_" in path
+        fan_in = kh * kw * (b if transposed else a)  # Keras' transposed kernels are (.., out, in)
+        expected = 1 / np.sqrt(fan_in)
+        assert abs(kernel.std() / expected - 1) < 0.15, (path, kernel.std(), expected)
+        assert np.abs(kernel).max() <= 2.01 * expected / 0.8796  # truncated at two std
+        checked += 1
+    assert checked == 15  # 8 encoder convs (with to_latent), 7 decoder convs
+    # The first conv is 3x wider than Glorot uniform would make it (fan-in 48, fan-out 1024).
+    (first,) = [k for path, k in kernels(enc).items() if "down_0" in path]
+    assert first.std() > 2.5 * np.sqrt(2 / (48 + 1024))
+
+
+def test_kernel_initializer_reaches_every_conv():
+    keras.utils.set_random_seed(0)
+    enc = ConvEncoder(8, 1, num_residual_layers=1, residual_channels=4, output_channels=2,
+                      kernel_initializer="zeros")
+    enc.build((None, 8, 8, 3))
+    dec = ConvDecoder(3, 8, 1, num_residual_layers=1, residual_channels=4,
+                      kernel_initializer=keras.initializers.Zeros())
+    dec.build((None, 4, 4, 2))
+    found = {**kernels(enc), **kernels(dec)}
+    assert len(found) == 9  # encoder: down_0, conv3x3, 2 in the block, to_latent; decoder: 4
+    assert all(not k.any() for k in found.values())
+    assert dec.get_config()["kernel_initializer"]["class_name"] == "Zeros"
+    assert ConvEncoder().get_config()["kernel_initializer"] is None

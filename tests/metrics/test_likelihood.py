@@ -77,7 +77,8 @@ def _posterior_equals_prior_vae(loc=0.3, log_scale=-2.0):
     vae = _vae()
     for weight in vae.encoder.weights + vae.decoder.weights:
         weight.assign(np.zeros(weight.shape, "float32"))
-    vae.decoder.layers[-1].weights[-1].assign(np.array([loc, log_scale], "float32"))
+    # The decoder predicts locations relative to mid-gray (tfvq.losses.MID_GRAY).
+    vae.decoder.layers[-1].weights[-1].assign(np.array([loc - 0.5, log_scale], "float32"))
     return vae
 
 
@@ -113,7 +114,7 @@ def test_vae_mse_uses_a_discretized_gaussian_with_the_given_scale():
     vae_mse = _vae(reconstruction_loss="mse")
     for weight in vae_mse.weights:
         weight.assign(np.zeros(weight.shape, "float32"))
-    vae_mse.decoder.layers[-1].weights[-1].assign(np.array([0.4], "float32"))
+    vae_mse.decoder.layers[-1].weights[-1].assign(np.array([0.4 - 0.5], "float32"))
     images = _images()
     got = bits_per_dim(vae_mse, _dataset(images), scale=0.2, seed=0)
     np.testing.assert_allclose(got, _bits(_discretized_gaussian_nll(images, 0.4, 0.2)), rtol=1e-5)
@@ -151,7 +152,7 @@ def test_vqvae_uniform_prior_costs_log2_k_per_position():
     output = keras.ops.convert_to_numpy(
         model.decoder(model.quantizer(model.encoder(images)))
     )
-    loc, log_scale = output[..., :1], output[..., 1:]
+    loc, log_scale = output[..., :1] + 0.5, output[..., 1:]  # locations relative to mid-gray
     nll = _discretized_logistic_nll(images, loc, np.exp(np.maximum(log_scale, -7.0)))
     np.testing.assert_allclose(terms["reconstruction_bits_per_dim"], _bits(nll), rtol=1e-5)
     np.testing.assert_allclose(

@@ -18,6 +18,26 @@ def _mode(layer, downsample):
     return mode
 
 
+def _kernel_initializer(initializer, transposed=False):
+    """The initializer each convolution gets: `initializer`, or a fan-in one when it is None.
+
+    The default is a truncated normal of variance 1 / fan-in (LeCun), Sonnet's default for
+    convolutions, instead of Keras' Glorot uniform: on the VQ-VAE paper's CIFAR-10 model Glorot
+    gives the first conv a 3x smaller scale (fan-in 48, fan-out 1024), and training followed the
+    Sonnet notebook's curve only with the fan-in scale (benchmarks/RESULTS.md). Keras stores a
+    transposed convolution's kernel as (kh, kw, out, in), so its fan-in is Keras' "fan_out".
+    """
+    if initializer is not None:
+        return keras.initializers.get(initializer)
+    mode = "fan_out" if transposed else "fan_in"
+    return keras.initializers.VarianceScaling(1.0, mode, "truncated_normal")
+
+
+def _serialize_initializer(initializer):
+    return None if initializer is None else keras.initializers.serialize(
+        keras.initializers.get(initializer))
+
+
 class _Sequence(keras.layers.Layer):
     """A layer that runs `self._steps` in order and builds them shape by shape."""
 
@@ -49,6 +69,8 @@ class ResidualBlock(keras.layers.Layer):
 
     Args:
         residual_channels: channels of the inner 3x3 convolution.
+        kernel_initializer: initializer of both kernels; None for a truncated normal of
+            variance 1 / fan-in (Sonnet's default).
 
     Returns:
         A tensor shaped like the input.
@@ -59,15 +81,19 @@ class ResidualBlock(keras.layers.Layer):
     (2, 4, 4, 16)
     """
 
-    def __init__(self, residual_channels, **kwargs):
+    def __init__(self, residual_channels, kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         check_int(self, "residual_channels", residual_channels, 1)
         self.residual_channels = residual_channels
-        self.inner = keras.layers.Conv2D(residual_channels, 3, padding="same", name="conv3x3")
+        self.kernel_initializer = kernel_initializer
+        self.inner = keras.layers.Conv2D(residual_channels, 3, padding="same", name="conv3x3",
+                                         kernel_initializer=_kernel_initializer(kernel_initializer))
         self.outer = None
 
     def build(self, input_shape):
-        self.outer = keras.layers.Conv2D(input_shape[-1], 1, name="conv1x1")
+        self.outer = keras.layers.Conv2D(
+            input_shape[-1], 1, name="conv1x1",
+            kernel_initializer=_kernel_initializer(self.kernel_initializer))
         self.inner.build(input_shape)
         self.outer.build(tuple(input_shape[:-1]) + (self.residual_channels,))
 
@@ -79,7 +105,11 @@ class ResidualBlock(keras.layers.Layer):
         return inputs + self.outer(keras.ops.relu(h))
 
     def get_config(self):
-        return {**super().get_config(), "residual_channels": self.residual_channels}
+        return {
+            **super().get_config(),
+            "residual_channels": self.residual_channels,
+            "kernel_initializer": _serialize_initializer(self.kernel_initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
@@ -89,6 +119,7 @@ class ResidualStack(_Sequence):
     Args:
         num_layers: number of `ResidualBlock`s (0 gives a plain ReLU).
         residual_channels: channels of each block's inner 3x3 convolution.
+        kernel_initializer: as in `ResidualBlock`.
 
     Returns:
         A tensor shaped like the input.
@@ -99,13 +130,15 @@ class ResidualStack(_Sequence):
     (1, 4, 4, 16)
     """
 
-    def __init__(self, num_layers=2, residual_channels=32, **kwargs):
+    def __init__(self, num_layers=2, residual_channels=32, kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         check_int(self, "num_layers", num_layers, 0)
         self.num_layers = num_layers
         self.residual_channels = residual_channels
+        self.kernel_initializer = kernel_initializer
         self._steps = [
-            ResidualBlock(residual_channels, name=f"block_{i}") for i in range(num_layers)
+            ResidualBlock(residual_channels, kernel_initializer, name=f"block_{i}")
+            for i in range(num_layers)
         ] + [keras.layers.ReLU(name="relu")]
 
     def get_config(self):
@@ -113,6 +146,7 @@ class ResidualStack(_Sequence):
             **super().get_config(),
             "num_layers": self.num_layers,
             "residual_channels": self.residual_channels,
+            "kernel_initializer": _serialize_initializer(self.kernel_initializer),
         }
 
 
@@ -126,9 +160,11 @@ class _ConvStack(_Sequence):
         downsample="stride",
         num_residual_layers=2,
         residual_channels=32,
+        kernel_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.kernel_initializer = kernel_initializer
         check_int(self, "hidden_channels", hidden_channels, 1)
         check_int(self, "downsample_stages", downsample_stages, 0)
         self.hidden_channels = hidden_channels
@@ -142,6 +178,18 @@ class _ConvStack(_Sequence):
         """How much each spatial side shrinks (encoder) or grows (decoder)."""
         return 1 if self.downsample == "none" else 2**self.downsample_stages
 
+    def _conv(self, *args, **kwargs):
+        return keras.layers.Conv2D(
+            *args, kernel_initializer=_kernel_initializer(self.kernel_initializer), **kwargs)
+
+    def _conv_transpose(self, *args, **kwargs):
+        return keras.layers.Conv2DTranspose(
+            *args, kernel_initializer=_kernel_initializer(self.kernel_initializer, True), **kwargs)
+
+    def _residual_stack(self):
+        return ResidualStack(self.num_residual_layers, self.residual_channels,
+                             self.kernel_initializer, name="residual_stack")
+
     def _stage_channels(self, i):
         # Widths double towards the bottleneck: hidden / 2^(stages - 1 - i) at encoder stage i.
         return max(self.hidden_channels // 2 ** (self.downsample_stages - 1 - i), 1)
@@ -154,6 +202,7 @@ class _ConvStack(_Sequence):
             "downsample": self.downsample,
             "num_residual_layers": self.num_residual_layers,
             "residual_channels": self.residual_channels,
+            "kernel_initializer": _serialize_initializer(self.kernel_initializer),
         }
 
 
@@ -175,6 +224,10 @@ class ConvEncoder(_ConvStack):
         num_residual_layers: residual blocks in the stack.
         residual_channels: inner width of each residual block.
         output_channels: if set, a final 1x1 conv to this many channels (e.g. embedding_dim).
+        input_offset: added to the inputs first; the models pass -0.5, so that images in
+            [0, 1] reach the first conv centred, as in Sonnet's recipe.
+        kernel_initializer: initializer of every conv kernel; None for a truncated normal of
+            variance 1 / fan-in (Sonnet's default, see `_kernel_initializer`).
 
     Returns:
         A map (B, H / 2^stages, W / 2^stages, output_channels or hidden_channels).
@@ -186,28 +239,30 @@ class ConvEncoder(_ConvStack):
     """
 
     def __init__(self, hidden_channels=128, downsample_stages=2, downsample="stride",
-                 num_residual_layers=2, residual_channels=32, output_channels=None, **kwargs):
+                 num_residual_layers=2, residual_channels=32, output_channels=None,
+                 input_offset=0.0, kernel_initializer=None, **kwargs):
         super().__init__(hidden_channels, downsample_stages, downsample, num_residual_layers,
-                         residual_channels, **kwargs)
+                         residual_channels, kernel_initializer, **kwargs)
         self.output_channels = output_channels
+        self.input_offset = float(input_offset)
         steps = []
         for i in range(downsample_stages):
             channels = self._stage_channels(i)
             if self.downsample == "stride":
-                steps.append(keras.layers.Conv2D(channels, 4, strides=2, padding="same",
+                steps.append(self._conv(channels, 4, strides=2, padding="same",
                                                  activation="relu", name=f"down_{i}"))
             elif self.downsample == "none":
-                steps.append(keras.layers.Conv2D(channels, 4, padding="same",
+                steps.append(self._conv(channels, 4, padding="same",
                                                  activation="relu", name=f"conv_{i}"))
             else:
                 pool = keras.layers.MaxPooling2D if self.downsample == "max_pool" else keras.layers.AveragePooling2D
-                steps.append(keras.layers.Conv2D(channels, 3, padding="same",
+                steps.append(self._conv(channels, 3, padding="same",
                                                  activation="relu", name=f"conv_{i}"))
                 steps.append(pool(2, name=f"pool_{i}"))
-        steps.append(keras.layers.Conv2D(hidden_channels, 3, padding="same", name="conv3x3"))
-        steps.append(ResidualStack(num_residual_layers, residual_channels, name="residual_stack"))
+        steps.append(self._conv(hidden_channels, 3, padding="same", name="conv3x3"))
+        steps.append(self._residual_stack())
         if output_channels is not None:
-            steps.append(keras.layers.Conv2D(output_channels, 1, name="to_latent"))
+            steps.append(self._conv(output_channels, 1, name="to_latent"))
         self._steps = steps
 
     def build(self, input_shape):
@@ -224,8 +279,12 @@ class ConvEncoder(_ConvStack):
                 )
         super().build(input_shape)
 
+    def call(self, inputs):
+        return super().call(inputs + self.input_offset if self.input_offset else inputs)
+
     def get_config(self):
-        return {**super().get_config(), "output_channels": self.output_channels}
+        return {**super().get_config(), "output_channels": self.output_channels,
+                "input_offset": self.input_offset}
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
@@ -239,8 +298,8 @@ class ConvDecoder(_ConvStack):
     Args:
         output_channels: channels of the output (image channels, or more for likelihoods that
             predict several parameters per pixel).
-        hidden_channels, downsample_stages, downsample, num_residual_layers, residual_channels:
-            the encoder's arguments, undone in reverse.
+        hidden_channels, downsample_stages, downsample, num_residual_layers, residual_channels,
+            kernel_initializer: the encoder's arguments, undone in reverse.
 
     Returns:
         A map (B, h * 2^stages, w * 2^stages, output_channels).
@@ -252,31 +311,32 @@ class ConvDecoder(_ConvStack):
     """
 
     def __init__(self, output_channels, hidden_channels=128, downsample_stages=2,
-                 downsample="stride", num_residual_layers=2, residual_channels=32, **kwargs):
+                 downsample="stride", num_residual_layers=2, residual_channels=32,
+                 kernel_initializer=None, **kwargs):
         super().__init__(hidden_channels, downsample_stages, downsample, num_residual_layers,
-                         residual_channels, **kwargs)
+                         residual_channels, kernel_initializer, **kwargs)
         check_int(self, "output_channels", output_channels, 1)
         self.output_channels = output_channels
         steps = [
-            keras.layers.Conv2D(hidden_channels, 3, padding="same", name="conv3x3"),
-            ResidualStack(num_residual_layers, residual_channels, name="residual_stack"),
+            self._conv(hidden_channels, 3, padding="same", name="conv3x3"),
+            self._residual_stack(),
         ]
         for i in reversed(range(downsample_stages)):
             last = i == 0
             channels = output_channels if last else self._stage_channels(i - 1)
             activation = None if last else "relu"
             if self.downsample == "stride":
-                steps.append(keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
+                steps.append(self._conv_transpose(channels, 4, strides=2, padding="same",
                                                           activation=activation, name=f"up_{i}"))
             elif self.downsample == "none":
-                steps.append(keras.layers.Conv2D(channels, 4, padding="same",
+                steps.append(self._conv(channels, 4, padding="same",
                                                  activation=activation, name=f"conv_{i}"))
             else:
                 steps.append(keras.layers.UpSampling2D(2, name=f"upsample_{i}"))
-                steps.append(keras.layers.Conv2D(channels, 3, padding="same",
+                steps.append(self._conv(channels, 3, padding="same",
                                                  activation=activation, name=f"conv_{i}"))
         if downsample_stages == 0:
-            steps.append(keras.layers.Conv2D(output_channels, 3, padding="same", name="to_image"))
+            steps.append(self._conv(output_channels, 3, padding="same", name="to_image"))
         self._steps = steps
 
     def get_config(self):

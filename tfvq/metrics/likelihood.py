@@ -157,7 +157,8 @@ def _fitted_scale(model, batches, seed):
             output = model.decoder(mean + ops.exp(0.5 * log_var) * noise)
         else:
             output = model.decoder(model.quantizer(model.encoder(x)))
-        squared += float(ops.sum(ops.square(x - ops.cast(output, "float32"))))
+        location = model.likelihood.location(ops.cast(output, "float32"))
+        squared += float(ops.sum(ops.square(x - location)))
         count += int(np.prod(x.shape))
     if count == 0:
         raise ValueError("bits_per_dim got an empty dataset")
@@ -196,7 +197,8 @@ class _Evaluator:
         output = ops.cast(output, "float32")
         if self.scale is None:
             return self.model.likelihood.nll(x, output)
-        return losses.discretized_nll(tfd.Normal, x, output, ops.full_like(output, self.scale))
+        return losses.discretized_nll(tfd.Normal, x, self.model.likelihood.location(output),
+                                      ops.full_like(output, self.scale))
 
     def _vqvae_terms(self, x, labels):
         model = self.model

@@ -13,8 +13,11 @@ class ImageAutoencoder(keras.Model):
 
     A subclass builds `self.encoder` / `self.decoder` and implements `_loss_terms(x, training)`
     returning the scalar loss (mean over this replica's examples) and a dict of metric values.
-    Inputs are float images, or uint8 images that are scaled to [0, 1] first; a dataset may
-    yield `images` or `(images, anything)`.
+    Inputs are float images in [0, 1], or uint8 images that are scaled to [0, 1] first; a
+    dataset may yield `images` or `(images, anything)`. Inside, the default networks work on
+    [-0.5, 0.5] as in Sonnet's recipe: the encoder subtracts 0.5 and the decoder predicts the
+    offset from mid-gray (`tfvq.losses.MID_GRAY`), which trains markedly faster than raw [0, 1]
+    (benchmarks/RESULTS.md).
 
     Args:
         input_shape: (height, width, channels) of one image.
@@ -75,7 +78,8 @@ class ImageAutoencoder(keras.Model):
         return conv
 
     def _map_encoder(self, conv_kwargs, output_channels):
-        return ConvEncoder(output_channels=output_channels, name="encoder", **conv_kwargs)
+        return ConvEncoder(output_channels=output_channels, input_offset=-losses.MID_GRAY,
+                           name="encoder", **conv_kwargs)
 
     def _map_decoder(self, conv_kwargs):
         channels = self.image_shape[-1] * self.likelihood.channel_multiplier
@@ -84,7 +88,8 @@ class ImageAutoencoder(keras.Model):
     def _vector_encoder(self, conv_kwargs, units):
         """Conv stack, then a dense layer to a flat latent of `units`."""
         return keras.Sequential(
-            [ConvEncoder(**conv_kwargs), keras.layers.Flatten(), keras.layers.Dense(units)],
+            [ConvEncoder(input_offset=-losses.MID_GRAY, **conv_kwargs), keras.layers.Flatten(),
+             keras.layers.Dense(units)],
             name="encoder",
         )
 
