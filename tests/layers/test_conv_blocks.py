@@ -143,7 +143,8 @@ def test_paper_parameter_counts():
         (ConvEncoder(8, 1, "stride", 0, 4, name="enc_stride"), (8, 8, 3)),
         (ConvDecoder(3, 8, 2, "pool", 1, 4, name="dec"), (2, 2, 6)),
         (ConvDecoder(2, 8, 1, "stride", 2, 4, name="dec_stride"), (4, 4, 6)),
-        (ConvEncoder(8, 1, kernel_initializer="he_uniform", name="enc_he"), (8, 8, 3)),
+        (ConvEncoder(8, 1, kernel_initializer="he_uniform", input_offset=-0.5, name="enc_he"),
+         (8, 8, 3)),
     ],
     ids=lambda v: getattr(v, "name", None),
 )

@@ -231,6 +231,22 @@ def test_uint8_images_are_scaled(kind):
     np.testing.assert_allclose(logs_raw["mse"], logs_scaled["mse"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["ae_vector", "ae_map", "vae_mse", "vae_logistic", "vqvae_ema"])
+def test_networks_work_on_centred_images(kind):
+    """Encoders see x - 0.5; a decoder whose output is zero reconstructs mid-gray."""
+    model = BUILDERS[kind]()
+    x = images(3)
+    first = model.encoder.layers[0] if isinstance(model.encoder, keras.Sequential) else model.encoder
+    assert first.input_offset == -0.5
+    first.input_offset = 0.0
+    uncentred = keras.ops.convert_to_numpy(model.encoder(x - 0.5))
+    first.input_offset = -0.5
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.encoder(x)), uncentred, atol=1e-6)
+    for weight in model.decoder.weights:
+        weight.assign(np.zeros(weight.shape, "float32"))
+    np.testing.assert_allclose(model.predict(x, verbose=0), 0.5, atol=1e-6)
+
+
 # Bad input ------------------------------------------------------------------------------
 
 

@@ -23,12 +23,14 @@ def _kernel_initializer(initializer, transposed=False):
 
     The default is a truncated normal of variance 1 / fan-in (LeCun), Sonnet's default for
     convolutions, instead of Keras' Glorot uniform: on the VQ-VAE paper's CIFAR-10 model Glorot
-    gives the first conv a 3x smaller scale (fan-in 48, fan-out 1024), and training followed the
-    Sonnet notebook's curve only with the fan-in scale (benchmarks/RESULTS.md). Keras stores a
-    transposed convolution's kernel as (kh, kw, out, in), so its fan-in is Keras' "fan_out".
+    gives the first conv a 3x smaller scale (fan-in 48, fan-out 1024), and the fan-in scale
+    trains that model faster (ablation in benchmarks/RESULTS.md). Keras stores a transposed
+    convolution's kernel as (kh, kw, out, in), so its fan-in is Keras' "fan_out". A given
+    initializer is copied per convolution, so that a seeded one does not repeat its values.
     """
     if initializer is not None:
-        return keras.initializers.get(initializer)
+        return keras.initializers.deserialize(
+            keras.initializers.serialize(keras.initializers.get(initializer)))
     mode = "fan_out" if transposed else "fan_in"
     return keras.initializers.VarianceScaling(1.0, mode, "truncated_normal")
 
@@ -212,7 +214,9 @@ class ConvEncoder(_ConvStack):
 
     The VQ-VAE paper's CIFAR-10 encoder by default (van den Oord et al. 2017, section 4.1; the
     Sonnet notebook's `Encoder`): two 4x4 stride-2 convolutions with ReLU (hidden/2 then hidden
-    channels), a 3x3 convolution and a residual stack. `downsample` picks how each stage halves
+    channels), a 3x3 convolution and a residual stack (the notebook also puts a ReLU after the
+    3x3 convolution; it made no difference over the first 300 steps, so it is left out).
+    `downsample` picks how each stage halves
     the resolution: `"stride"` (4x4 stride-2 conv), `"max_pool"` / `"avg_pool"` (3x3 conv then
     2x2 pooling) or `"none"` (4x4 stride-1 conv, no downsampling) — the variants the seed
     experiments compare.
