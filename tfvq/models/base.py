@@ -14,10 +14,10 @@ class ImageAutoencoder(keras.Model):
     A subclass builds `self.encoder` / `self.decoder` and implements `_loss_terms(x, training)`
     returning the scalar loss (mean over this replica's examples) and a dict of metric values.
     Inputs are float images in [0, 1], or uint8 images that are scaled to [0, 1] first; a
-    dataset may yield `images` or `(images, anything)`. Inside, the default networks work on
-    [-0.5, 0.5] as in Sonnet's recipe: the encoder subtracts 0.5 and the decoder predicts the
-    offset from mid-gray (`tfvq.losses.MID_GRAY`), which trains markedly faster than raw [0, 1]
-    (benchmarks/RESULTS.md).
+    dataset may yield `images` or `(images, anything)`. Inside, the networks work on
+    [-0.5, 0.5] as in Sonnet's recipe, which trains markedly faster than raw [0, 1]
+    (benchmarks/RESULTS.md): the default encoders subtract 0.5, and every decoder's output,
+    a custom one's too, is read as the offset from mid-gray (`tfvq.losses.MID_GRAY`).
 
     Args:
         input_shape: (height, width, channels) of one image.
