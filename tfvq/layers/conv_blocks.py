@@ -216,10 +216,9 @@ class ConvEncoder(_ConvStack):
     Sonnet notebook's `Encoder`): two 4x4 stride-2 convolutions with ReLU (hidden/2 then hidden
     channels), a 3x3 convolution and a residual stack (the notebook also puts a ReLU after the
     3x3 convolution; it made no difference over the first 300 steps, so it is left out).
-    `downsample` picks how each stage halves
-    the resolution: `"stride"` (4x4 stride-2 conv), `"max_pool"` / `"avg_pool"` (3x3 conv then
-    2x2 pooling) or `"none"` (4x4 stride-1 conv, no downsampling) — the variants the seed
-    experiments compare.
+    `downsample` picks how each stage halves the resolution: `"stride"` (4x4 stride-2 conv),
+    `"max_pool"` / `"avg_pool"` (3x3 conv then 2x2 pooling) or `"none"` (4x4 stride-1 conv, no
+    downsampling) — the variants the seed experiments compare.
 
     Args:
         hidden_channels: width after the last stage.
@@ -254,14 +253,14 @@ class ConvEncoder(_ConvStack):
             channels = self._stage_channels(i)
             if self.downsample == "stride":
                 steps.append(self._conv(channels, 4, strides=2, padding="same",
-                                                 activation="relu", name=f"down_{i}"))
+                                        activation="relu", name=f"down_{i}"))
             elif self.downsample == "none":
                 steps.append(self._conv(channels, 4, padding="same",
-                                                 activation="relu", name=f"conv_{i}"))
+                                        activation="relu", name=f"conv_{i}"))
             else:
                 pool = keras.layers.MaxPooling2D if self.downsample == "max_pool" else keras.layers.AveragePooling2D
                 steps.append(self._conv(channels, 3, padding="same",
-                                                 activation="relu", name=f"conv_{i}"))
+                                        activation="relu", name=f"conv_{i}"))
                 steps.append(pool(2, name=f"pool_{i}"))
         steps.append(self._conv(hidden_channels, 3, padding="same", name="conv3x3"))
         steps.append(self._residual_stack())
@@ -331,14 +330,14 @@ class ConvDecoder(_ConvStack):
             activation = None if last else "relu"
             if self.downsample == "stride":
                 steps.append(self._conv_transpose(channels, 4, strides=2, padding="same",
-                                                          activation=activation, name=f"up_{i}"))
+                                                  activation=activation, name=f"up_{i}"))
             elif self.downsample == "none":
                 steps.append(self._conv(channels, 4, padding="same",
-                                                 activation=activation, name=f"conv_{i}"))
+                                        activation=activation, name=f"conv_{i}"))
             else:
                 steps.append(keras.layers.UpSampling2D(2, name=f"upsample_{i}"))
                 steps.append(self._conv(channels, 3, padding="same",
-                                                 activation=activation, name=f"conv_{i}"))
+                                        activation=activation, name=f"conv_{i}"))
         if downsample_stages == 0:
             steps.append(self._conv(output_channels, 3, padding="same", name="to_image"))
         self._steps = steps
