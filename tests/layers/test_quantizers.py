@@ -422,14 +422,44 @@ def test_dead_code_restart_skips_non_finite_vectors():
     layer = make(VectorQuantizer, codebook, dead_code_threshold=2.0)  # every code starts dead
     x = rng_data(33, 64, 3)
     x[::2, 1] = np.nan
-    layer(x, training=True)
+    layer(x, training=True)  # a batch with NaN rows restarts nothing
+    np.testing.assert_array_equal(layer.codebook.numpy(), codebook)
+    layer(x[1::2], training=True)  # its finite rows alone do
     new = layer.codebook.numpy()
-    assert np.isfinite(new).all()
-    finite_rows = x[1::2]
+    assert not np.array_equal(new, codebook)
     for row in new:  # each code is either a finite vector of the batch or its old vector
-        assert (np.abs(finite_rows - row).sum(1) == 0).any() or (np.abs(codebook - row).sum(1) == 0).any()
-    layer(np.full((16, 3), np.nan, np.float32), training=True)
-    np.testing.assert_array_equal(layer.codebook.numpy(), new)
+        assert (np.abs(x[1::2] - row).sum(1) == 0).any() or (np.abs(codebook - row).sum(1) == 0).any()
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("options", [{}, {"dead_code_threshold": 2.0}, {"kmeans_init": True}])
+def test_rows_with_nan_or_inf_get_code_0_and_change_no_statistic(cls, jit_compile, options):
+    # What argmin gives a NaN row differs between CPUs and between XLA and not; the layer
+    # must not depend on it.
+    layer = make(cls, rng_data(35, 8, 3), **options)
+    if options.get("kmeans_init"):
+        layer.initialized.assign(0.0)
+    step = tf.function(lambda v: layer(v, training=True, return_info=True),
+                       jit_compile=jit_compile)
+    x = rng_data(36, 32, 3)
+    x[3, 1] = np.nan
+    x[7, 0] = np.inf
+    x[9] = -np.inf
+    before = variables(layer)
+    info = step(x)
+    after = variables(layer)
+    for path, value in before.items():
+        if "seed_generator" not in path:
+            np.testing.assert_array_equal(after[path], value, err_msg=path)
+    indices = info["indices"].numpy()
+    assert indices[3] == indices[7] == indices[9] == 0
+    good = np.ones(32, bool)
+    good[[3, 7, 9]] = False
+    # The other rows are searched as usual, against a NumPy nearest neighbour.
+    codebook = layer.codebook.numpy()
+    expected = np.argmin(((x[good][:, None] - codebook[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(indices[good], expected)
 
 
 @pytest.mark.parametrize("cls", QUANTIZERS)

@@ -338,15 +338,19 @@ def test_mirrored_strategy_matches_default(kind, strategy):
 class _RecordCodebook(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
-        self.codebooks = []
+        self.codebooks, self.ema_dw, self.cluster_size = [], [], []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.codebooks.append(np.array(self.model.quantizer.codebook))
+        quantizer = self.model.quantizer
+        self.codebooks.append(np.array(quantizer.codebook))
+        self.ema_dw.append(np.array(quantizer.ema_dw))
+        self.cluster_size.append(np.array(quantizer.cluster_size))
 
 
-def test_terminate_on_nan_keeps_ema_codebook():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_terminate_on_nan_keeps_ema_codebook(jit_compile):
     model = VQVAE(SHAPE, num_embeddings=8, embedding_dim=4, quantizer="ema", decay=0.5, **CONV)
-    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
     x = images(12)
     x[5, 2, 3, 0] = np.nan  # the second batch of 4
     initial = np.array(model.quantizer.codebook)
@@ -361,8 +365,8 @@ def test_terminate_on_nan_keeps_ema_codebook():
     codebook = np.array(model.quantizer.codebook)
     assert np.all(np.isfinite(codebook))
     np.testing.assert_array_equal(codebook, after_first)
-    assert np.all(np.isfinite(np.array(model.quantizer.ema_dw)))
-    assert np.all(np.isfinite(np.array(model.quantizer.cluster_size)))
+    np.testing.assert_array_equal(np.array(model.quantizer.ema_dw), record.ema_dw[0])
+    np.testing.assert_array_equal(np.array(model.quantizer.cluster_size), record.cluster_size[0])
 
 
 # Real data (slow) ----------------------------------------------------------------------

@@ -147,10 +147,15 @@ class _VectorQuantizerBase(keras.layers.Layer):
     def call(self, inputs, training=False, return_info=False):
         flat = self._flat(inputs)
         num_vectors = ops.shape(flat)[0]
+        # Rows with a NaN or inf get code 0 and count nowhere, and a batch holding any such row
+        # changes no statistic. The search itself sees zeros there: what argmin returns for a
+        # NaN row differs between CPUs (AVX2 against AVX-512) and between XLA and not.
+        valid = ops.all(ops.isfinite(flat), axis=1)
+        finite_flat = ops.where(valid[:, None], flat, 0.0)
         if training and self.kmeans_init:
-            self._maybe_kmeans_init(flat, num_vectors)
+            self._maybe_kmeans_init(finite_flat, num_vectors, ops.all(valid))
         codebook = ops.convert_to_tensor(self.codebook)
-        indices = self._nearest(flat, codebook)
+        indices = ops.where(valid, self._nearest(finite_flat, codebook), 0)
         quantized = ops.take(codebook, indices, axis=0)
         if return_info:
             # The full (N, K) matrix only when asked for, and before any update of the codebook
@@ -165,10 +170,11 @@ class _VectorQuantizerBase(keras.layers.Layer):
         self.add_loss(loss)
 
         counts = ops.segment_sum(
-            ops.ones_like(indices, dtype="float32"), indices, num_segments=self.num_embeddings
+            ops.cast(valid, "float32"), indices, num_segments=self.num_embeddings
         )
         if training:
-            self._update_codebook(flat, indices, counts, num_vectors)
+            num_invalid = ops.sum(1.0 - ops.cast(valid, "float32"))
+            self._update_codebook(finite_flat, indices, counts, num_vectors, num_invalid)
 
         quantized = flat + ops.stop_gradient(quantized - flat)  # straight-through estimator
         quantized = ops.cast(ops.reshape(quantized, ops.shape(inputs)), self.compute_dtype)
@@ -188,18 +194,28 @@ class _VectorQuantizerBase(keras.layers.Layer):
     def _loss(self, codebook_loss, commitment_loss):
         return codebook_loss + self.commitment_cost * commitment_loss
 
-    def _update_codebook(self, flat, indices, counts, num_vectors):
-        """Tracks code usage and restarts dead codes; the EMA quantizer also learns here."""
-        (counts,) = cross_replica_sum(counts)
+    def _update_codebook(self, flat, indices, counts, num_vectors, num_invalid):
+        """Tracks code usage and restarts dead codes; the EMA quantizer also learns here.
+
+        `flat` has its non-finite rows zeroed; `num_invalid` counts them. The count is summed
+        over replicas with the statistics, so that a NaN on one replica stops the update on all
+        of them and the replicas' copies stay equal.
+        """
+        counts, num_invalid = cross_replica_sum(counts, num_invalid)
+        finite = ops.logical_and(num_invalid == 0, ops.all(ops.isfinite(counts)))
         decay = self._stats_decay
-        cluster_size = decay * ops.convert_to_tensor(self.cluster_size) + (1.0 - decay) * counts
-        self._assign_stats(cluster_size, None, flat, num_vectors)
+        old_size = ops.convert_to_tensor(self.cluster_size)
+        cluster_size = ops.where(finite, decay * old_size + (1.0 - decay) * counts, old_size)
+        self._assign_stats(cluster_size, None, flat, num_vectors, finite)
 
     def _assign_stats(self, cluster_size, summed_vectors, flat, num_vectors, finite=True):
         """Writes new statistics, after replacing dead codes by finite vectors of this batch."""
         codebook = ops.convert_to_tensor(self.codebook)
         if summed_vectors is not None:
-            codebook = _smoothed_means(cluster_size, summed_vectors, self.epsilon)
+            # Kept bit for bit on a skipped batch: recomputing the means could round otherwise.
+            codebook = ops.where(
+                finite, _smoothed_means(cluster_size, summed_vectors, self.epsilon), codebook
+            )
         if self.dead_code_threshold > 0:
             rows = keras.random.randint(
                 (self.num_embeddings,), 0, ops.maximum(num_vectors, 1), seed=self.seed_generator
@@ -223,10 +239,10 @@ class _VectorQuantizerBase(keras.layers.Layer):
         if summed_vectors is not None:
             self.ema_dw.assign(summed_vectors)
 
-    def _maybe_kmeans_init(self, flat, num_vectors):
-        """On the first non-empty training batch, replaces the codebook by k-means centroids."""
+    def _maybe_kmeans_init(self, flat, num_vectors, finite):
+        """On the first non-empty, finite training batch, replaces the codebook by k-means."""
         run = ops.logical_and(self.initialized < 0.5, num_vectors > 0)
-        run = ops.logical_and(run, ops.all(ops.isfinite(flat)))  # k-means of NaNs is NaN
+        run = ops.logical_and(run, finite)  # k-means of NaNs is NaN
         current = ops.convert_to_tensor(self.codebook)
         centroids = ops.cond(
             run, lambda: self._kmeans(flat, num_vectors), lambda: current
@@ -340,8 +356,9 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
     first, so N replicas on a global batch reach the codebook one device reaches on it.
     Unlike Sonnet, whose bias-corrected averages set codes unused in the first batch to zero,
     each code starts with one pseudo-observation of its initial vector (`N_i = 1`,
-    `m_i = e_i`), so unused codes keep a usable vector. A batch with non-finite statistics
-    leaves the codebook unchanged, so a NaN step cannot corrupt it.
+    `m_i = e_i`), so unused codes keep a usable vector. A batch with any non-finite input
+    vector (or statistics that overflow) leaves every statistic and the codebook unchanged, on
+    every CPU and with or without XLA, so a NaN step cannot corrupt it; such vectors get code 0.
 
     Args:
         num_embeddings: K, the number of codes.
@@ -389,10 +406,12 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
     def _loss(self, codebook_loss, commitment_loss):
         return self.commitment_cost * commitment_loss
 
-    def _update_codebook(self, flat, indices, counts, num_vectors):
+    def _update_codebook(self, flat, indices, counts, num_vectors, num_invalid):
         summed = ops.segment_sum(flat, indices, num_segments=self.num_embeddings)
-        counts, summed = cross_replica_sum(counts, summed)
+        counts, summed, num_invalid = cross_replica_sum(counts, summed, num_invalid)
+        # Overflow to inf in the sums is checked too, not only non-finite inputs.
         finite = ops.logical_and(ops.all(ops.isfinite(counts)), ops.all(ops.isfinite(summed)))
+        finite = ops.logical_and(finite, num_invalid == 0)
         decay = self.decay
         old_size = ops.convert_to_tensor(self.cluster_size)
         old_dw = ops.convert_to_tensor(self.ema_dw)

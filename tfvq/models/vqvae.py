@@ -78,7 +78,20 @@ class VQVAE(ImageAutoencoder):
 
     def encode(self, x, training=False):
         """Pre-quantization latents (B, h, w, embedding_dim)."""
-        return self.encoder(self._images(x), training=training)
+        return self._latents(self._images(x), training)
+
+    def _latents(self, x, training):
+        """The encoder's output, all NaN for an image that holds a non-finite pixel.
+
+        IEEE arithmetic would carry the NaN through on its own, but CPU kernels do not always:
+        oneDNN's ReLU turns NaN into 0 on some CPUs (AVX-512) and not on others, or under XLA.
+        Marking the latents makes the quantizer skip such a batch on every machine.
+        """
+        latents = self.encoder(x, training=training)
+        finite = ops.all(ops.isfinite(ops.reshape(x, (ops.shape(x)[0], -1))), axis=1)
+        nan = ops.cast(float("nan"), latents.dtype)
+        finite = ops.reshape(finite, (-1,) + (1,) * (len(latents.shape) - 1))
+        return ops.where(finite, latents, nan)
 
     def encode_to_indices(self, x):
         """Code indices (B, h, w) int32."""
@@ -108,8 +121,7 @@ class VQVAE(ImageAutoencoder):
         return self.decode(self.quantizer(latents, training=training), training=training)
 
     def _loss_terms(self, x, training):
-        info = self.quantizer(self.encoder(x, training=training), training=training,
-                              return_info=True)
+        info = self.quantizer(self._latents(x, training), training=training, return_info=True)
         output = self.decoder(info["quantized"], training=training)
         terms, _ = self._reconstruction_terms(x, output)
         loss = terms["reconstruction_loss"] + info["loss"] + self._regularization()
