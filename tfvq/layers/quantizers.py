@@ -4,10 +4,11 @@ import keras
 from keras import ops
 
 from tfvq.layers._distribute import cross_replica_sum
+from tfvq.layers.quantizer import Quantizer
 from tfvq.utils.checks import check_int
 
 
-class _VectorQuantizerBase(keras.layers.Layer):
+class _VectorQuantizerBase(Quantizer):
     """Lookup, losses, codebook statistics and health tools shared by both quantizers.
 
     Subclasses say how the codebook learns: `_codebook_trainable` and `_update_codebook`.
@@ -49,6 +50,10 @@ class _VectorQuantizerBase(keras.layers.Layer):
         self.dead_code_threshold = float(dead_code_threshold)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @property
+    def codebook_size(self):
+        return self.num_embeddings
 
     @property
     def _stats_decay(self):
