@@ -1,15 +1,15 @@
 """What AE, VAE and VQ-VAE share: input checks, loss terms, metrics, train and test steps."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from tfvq import losses
 from tfvq.layers import ConvDecoder, ConvEncoder
+from tfvq.models.steps import SelfSupervisedModel
 
 
-class ImageAutoencoder(keras.Model):
-    """Base of the image models: owns `train_step` / `test_step` and the metrics they report.
+class ImageAutoencoder(SelfSupervisedModel):
+    """Base of the image models: input checks, loss terms and the metrics they report.
 
     A subclass builds `self.encoder` / `self.decoder` and implements `_loss_terms(x, training)`
     returning the scalar loss (mean over this replica's examples) and a dict of metric values.
@@ -59,10 +59,6 @@ class ImageAutoencoder(keras.Model):
     def build(self, input_shape):
         # Built in __init__ (`_finish_init`): loading a .keras file needs no further build.
         self.built = True
-
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
 
     # Default conv stacks -----------------------------------------------------------------
 
@@ -158,8 +154,8 @@ class ImageAutoencoder(keras.Model):
             terms["normalized_mse"] = terms["mse"] / self.data_variance
         return terms, term
 
-    def _loss_terms(self, x, training):
-        raise NotImplementedError
+    def _step_inputs(self, data):
+        return self._images(data)
 
     def _regularization(self):
         """Losses the encoder and decoder add (weight regularizers, custom `add_loss`).
@@ -170,37 +166,6 @@ class ImageAutoencoder(keras.Model):
         """
         added = list(self.encoder.losses) + list(self.decoder.losses)
         return ops.sum(ops.stack([ops.cast(l, "float32") for l in added])) if added else 0.0
-
-    # Steps -------------------------------------------------------------------------------
-
-    def train_step(self, data):
-        x = self._images(data)
-        with tf.GradientTape() as tape:
-            loss, terms = self._loss_terms(x, training=True)
-            # Gradients are summed over replicas: scale each replica's mean to the global mean.
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-            if self.optimizer is not None:
-                scaled = self.optimizer.scale_loss(scaled)
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(
-            [(g, v) for g, v in zip(gradients, variables) if g is not None]
-        )
-        return self._update_metrics(loss, terms)
-
-    def test_step(self, data):
-        loss, terms = self._loss_terms(self._images(data), training=False)
-        return self._update_metrics(loss, terms)
-
-    def _update_metrics(self, loss, terms):
-        values = {"loss": loss, **terms}
-        for name, tracker in self._trackers.items():
-            tracker.update_state(values[name])
-        results = {name: tracker.result() for name, tracker in self._trackers.items()}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3.15's fit under MultiWorkerMirroredStrategy needs rank-1 logs.
-            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
-        return results
 
     # Config ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfvq.layers.pixelcnn import GatedPixelCNNBlock
+from tfvq.models.steps import SelfSupervisedModel
 
 
 def _is_concrete(tensor):
@@ -33,7 +34,7 @@ def _codes_and_labels(structure):
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
-class PixelCNNPrior(keras.Model):
+class PixelCNNPrior(SelfSupervisedModel):
     """Gated PixelCNN prior p(z) = prod_ij p(z_ij | z_<ij) over (B, h, w) maps of code indices.
 
     The prior of "Neural Discrete Representation Learning" (van den Oord et al., 2017, section
@@ -152,8 +153,9 @@ class PixelCNNPrior(keras.Model):
         self.head_logits = keras.layers.Conv2D(self.num_embeddings, 1, name="head_logits")
 
         # === Metrics ===
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # Both weighted by the examples of each batch, so that a whole pass is pooled exactly.
+        self._trackers = {"loss": keras.metrics.Mean(name="loss"),
+                          "accuracy": keras.metrics.Mean(name="accuracy")}
 
         # The shapes are all known from the config, so the weights exist from construction on:
         # summary(), count_params() and weight loading need no sample call first.
@@ -266,27 +268,6 @@ class PixelCNNPrior(keras.Model):
     # ------------------------------------------------------------------------------------------
     # Training
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
-
-    def compile(self, optimizer="adam", **kwargs):
-        """Configures training; the loss and the metrics are the model's own."""
-        for argument in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.get(argument) is not None:
-                raise ValueError(
-                    f"PixelCNNPrior computes its own loss (cross-entropy of the codes, in nats) "
-                    f"and reports loss and accuracy; got {argument}={kwargs[argument]!r}"
-                )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        # Keras skips models that override compile() unless they restore it themselves.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def _inputs_and_targets(self, data):
         """Turns a dataset element (codes or (codes, labels)) into Keras' (x, y)."""
         codes, labels = _codes_and_labels(data)
@@ -308,30 +289,19 @@ class PixelCNNPrior(keras.Model):
             keras.losses.sparse_categorical_crossentropy(codes, logits, from_logits=True)
         )
 
-    def _update_metrics(self, loss, codes, logits):
-        self.loss_tracker.update_state(loss, sample_weight=ops.shape(codes)[0])
-        self.accuracy_tracker.update_state(codes, logits)
-        return {metric.name: metric.result() for metric in self.metrics}
+    def _step_inputs(self, data):
+        return self._inputs_and_targets(data)
 
-    def train_step(self, data):
-        inputs, codes = self._inputs_and_targets(data)
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            logits = self(inputs, training=True)
-            loss = self._negative_log_likelihood(codes, logits)
-            if self.losses:
-                loss = loss + ops.sum(self.losses)
-            # Gradients are summed over replicas, so each replica contributes its share of the
-            # global-batch mean; the optimizer scales further under mixed precision.
-            scaled_loss = self.optimizer.scale_loss(loss / num_replicas)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(loss, codes, logits)
-
-    def test_step(self, data):
-        inputs, codes = self._inputs_and_targets(data)
-        logits = self(inputs, training=False)
-        return self._update_metrics(self._negative_log_likelihood(codes, logits), codes, logits)
+    def _loss_terms(self, data, training):
+        inputs, codes = data
+        logits = self(inputs, training=training)
+        loss = self._negative_log_likelihood(codes, logits)
+        if training and self.losses:
+            loss = loss + ops.sum(self.losses)
+        batch = ops.shape(codes)[0]
+        predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        correct = ops.cast(predicted == ops.cast(codes, "int32"), "float32")
+        return loss, {"loss": (loss, batch), "accuracy": (ops.mean(correct), ops.size(codes))}
 
     def predict_step(self, data):
         inputs, _ = self._inputs_and_targets(data)

@@ -1,0 +1,74 @@
+"""The shared train/test steps: a refused batch leaves every model trainable, loss scaling."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfvq.models import AE, VAE, VQVAE, Colorizer, PixelCNNPrior
+
+CONV = dict(hidden_channels=8, residual_channels=4, num_residual_layers=1, downsample_stages=1)
+RNG = np.random.default_rng(0)
+
+
+def _rgb(n, size=8):
+    return RNG.uniform(0, 1, (n, size, size, 3)).astype("float32")
+
+
+def _gray(n, size=8):
+    return RNG.uniform(0, 1, (n, size, size, 1)).astype("float32")
+
+
+# (model builder, good batch, refused batch): wrong shapes and dtypes, as a user would pass.
+CASES = {
+    "ae": (lambda: AE((8, 8, 1), latent_dim=4, **CONV), _gray(8), _gray(8, size=12)),
+    "vae": (lambda: VAE((8, 8, 1), latent_dim=3, seed=0, **CONV), _gray(8),
+            _gray(8).astype("int32")),
+    "vqvae": (lambda: VQVAE((8, 8, 1), num_embeddings=8, embedding_dim=4, **CONV), _gray(8),
+              _gray(8, size=12)),
+    "colorizer": (lambda: Colorizer((8, 8, 3), head="regression", hidden_channels=8,
+                                    residual_channels=4, num_residual_layers=1,
+                                    downsample_stages=1),
+                  _rgb(8), _gray(8)),
+    "prior": (lambda: PixelCNNPrior(num_embeddings=8, latent_shape=(4, 4), hidden_channels=8,
+                                    num_layers=2),
+              RNG.integers(0, 8, (8, 4, 4)).astype("int32"),
+              RNG.integers(0, 8, (8, 5, 4)).astype("int32")),
+}
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_refused_fit_leaves_the_model_trainable(name, jit_compile):
+    build, good, bad = CASES[name]
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
+    with pytest.raises(ValueError):
+        model.fit(bad, batch_size=4, epochs=1, verbose=0)
+    before = [np.array(w) for w in model.trainable_weights]
+    history = model.fit(good, batch_size=4, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    after = [np.array(w) for w in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before))
+    model.evaluate(good, batch_size=4, verbose=0)  # and evaluates after it too
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_compile_refuses_a_loss_of_its_own(name):
+    model = CASES[name][0]()
+    with pytest.raises(ValueError, match="computes its own loss.*got loss='mse'"):
+        model.compile(optimizer="adam", loss="mse")
+
+
+def test_prior_metrics_pool_over_the_pass():
+    # Accuracy over an evaluate pass equals the argmax accuracy over all codes, whatever the
+    # batch sizes (the last batch here is smaller).
+    _, good, _ = CASES["prior"]
+    model = CASES["prior"][0]()
+    model.compile(optimizer="adam")
+    codes = np.concatenate([good, good[:3]])
+    logits = model.predict(codes, verbose=0)
+    expected = np.mean(np.argmax(logits, -1) == codes)
+    result = model.evaluate(codes, batch_size=4, verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["accuracy"], expected, rtol=1e-6)

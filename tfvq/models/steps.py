@@ -1,0 +1,103 @@
+"""The one owner of tfvq's train and test steps: loss scaling over replicas, metrics, compile."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+class SelfSupervisedModel(keras.Model):
+    """A `keras.Model` that computes its own loss and metrics in `train_step` / `test_step`.
+
+    A subclass sets `self._trackers` (name -> `keras.metrics.Mean`) in `__init__` and
+    implements `_step_inputs(data)` (a dataset element to the step's inputs, with clear errors)
+    and `_loss_terms(inputs, training)`, returning the scalar loss (the mean over this
+    replica's examples) and a dict of values for the trackers: a tensor, or a
+    `(value, sample_weight)` pair. Everything else lives here once:
+
+    - the loss is divided by the number of replicas, because gradients are summed over them,
+      and scaled by the optimizer under mixed precision;
+    - `compile` creates the optimizer's variables before the first step is traced, so that a
+      `fit` refused on a bad batch (wrong shape, wrong dtype) leaves the model trainable:
+      otherwise the next `fit` fails with "Creating variables on a non-first call to a
+      function decorated with tf.function";
+    - the logs are rank-1 under `MultiWorkerMirroredStrategy`, as Keras 3.15's `fit` needs.
+
+    Example:
+    >>> class Mean(SelfSupervisedModel):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.w = self.add_weight(shape=(), initializer="zeros")
+    ...         self._trackers = {"loss": keras.metrics.Mean(name="loss")}
+    ...     def _step_inputs(self, data):
+    ...         return keras.ops.convert_to_tensor(data)
+    ...     def _loss_terms(self, x, training):
+    ...         loss = keras.ops.mean(keras.ops.square(x - self.w))
+    ...         return loss, {}
+    >>> model = Mean()
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.5))
+    >>> _ = model.fit(np.full((8,), 2.0, "float32"), epochs=8, batch_size=8, verbose=0)
+    >>> round(float(model.w.numpy()), 2)
+    2.0
+    """
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def compile(self, optimizer="adam", **kwargs):
+        """Configures training; the loss and the metrics are the model's own."""
+        for argument in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(argument) is not None:
+                raise ValueError(
+                    f"{type(self).__name__} computes its own loss and metrics "
+                    f"({', '.join(self._trackers)}); got {argument}={kwargs[argument]!r}"
+                )
+        super().compile(optimizer=optimizer, **kwargs)
+        self._build_optimizer()
+
+    def compile_from_config(self, config):
+        # Keras skips models that override compile() unless they restore it themselves.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def _build_optimizer(self):
+        if self.optimizer is not None and self.built and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _step_inputs(self, data):
+        raise NotImplementedError
+
+    def _loss_terms(self, inputs, training):
+        raise NotImplementedError
+
+    def train_step(self, data):
+        inputs = self._step_inputs(data)
+        with tf.GradientTape() as tape:
+            loss, terms = self._loss_terms(inputs, training=True)
+            # Gradients are summed over replicas: scale each replica's mean to the global mean.
+            scaled = self.optimizer.scale_loss(
+                loss / tf.distribute.get_strategy().num_replicas_in_sync
+            )
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        )
+        return self._update_metrics(loss, terms)
+
+    def test_step(self, data):
+        loss, terms = self._loss_terms(self._step_inputs(data), training=False)
+        return self._update_metrics(loss, terms)
+
+    def _update_metrics(self, loss, terms):
+        values = {"loss": loss, **terms}
+        for name, tracker in self._trackers.items():
+            value = values[name]
+            if isinstance(value, tuple):
+                tracker.update_state(value[0], sample_weight=value[1])
+            else:
+                tracker.update_state(value)
+        results = {name: tracker.result() for name, tracker in self._trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15's fit under MultiWorkerMirroredStrategy needs rank-1 logs.
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
