@@ -1,63 +1,123 @@
-"""Trains a VQ-VAE (or VAE / AE) on CIFAR-10 and leaves metrics, pictures and the model behind.
+"""Trains a VQ-VAE (or VAE / AE) on CIFAR-10, or on a folder of images, and leaves metrics,
+pictures and the model behind.
 
     python examples/cifar10.py --model=vqvae --epochs=3 --output_dir=runs/c10
+    python examples/cifar10.py --dataset=/path/to/photos --image_size=128 --min_size=32 \
+        --augment=crop --output_dir=runs/photos      # the ImageNet-128 recipe on any folder
 
 Writes into --output_dir: metrics.json, reconstructions.png, training_curves.png, history.csv,
 TensorBoard logs (logs/), the model (model.keras). Run it again with the same --output_dir after
 an interruption and it resumes from the last finished epoch (BackupAndRestore).
+
+Under `--strategy=multiworker` every worker runs the same program (TF_CONFIG says which one it
+is): all of them train and evaluate, since those steps are collectives, and the chief alone
+writes files. `train_and_evaluate(config, workdir)` is the whole job, for tests and notebooks.
 """
 
+import dataclasses
+import hashlib
 import json
 import os
 import time
 
 from absl import app, flags, logging
 
+
+@dataclasses.dataclass
+class Config:
+    """The job's settings; every field is also a command-line flag of the same name."""
+
+    model: str = "vqvae"
+    dataset: str = "cifar10"
+    epochs: int = 5
+    steps_per_epoch: int = 300
+    batch_size: int = 32
+    strategy: str = "auto"
+    data_dir: str = None
+    learning_rate: float = 2e-4
+    hidden_channels: int = 64
+    residual_channels: int = 32
+    num_residual_layers: int = 2
+    downsample_stages: int = 2
+    num_embeddings: int = 512
+    embedding_dim: int = 64
+    quantizer: str = "ema"
+    kmeans_init: bool = True
+    dead_code_threshold: float = 1.0
+    latent_dim: int = 128
+    eval_examples: int = 0
+    image_size: int = 0
+    min_size: int = 0
+    augment: str = "none"
+    jit_compile: bool = True
+    seed: int = 0
+
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "vqvae", ["vqvae", "vae", "ae"], "Which model to train.")
-flags.DEFINE_string("dataset", "cifar10", "tfds image dataset name.")
-flags.DEFINE_integer("epochs", 5, "Training epochs.")
-flags.DEFINE_integer("steps_per_epoch", 300, "Training steps per epoch (0: one pass over the data).")
-flags.DEFINE_integer("batch_size", 32, "Global batch size (split over replicas).")
-flags.DEFINE_enum("strategy", "auto", ["auto", "cpu", "mirrored", "multiworker"], "tf.distribute strategy.")
-flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TFDS_DATA_DIR).")
+flags.DEFINE_enum("model", Config.model, ["vqvae", "vae", "ae"], "Which model to train.")
+flags.DEFINE_string("dataset", Config.dataset,
+                    "tfds image dataset name, or a folder of image files (class subfolders "
+                    "are labels; train/ and test/ subfolders, if any, are the splits).")
+flags.DEFINE_integer("epochs", Config.epochs, "Training epochs.")
+flags.DEFINE_integer("steps_per_epoch", Config.steps_per_epoch,
+                     "Training steps per epoch (0: one pass over the data).")
+flags.DEFINE_integer("batch_size", Config.batch_size, "Global batch size (split over replicas).")
+flags.DEFINE_enum("strategy", Config.strategy, ["auto", "cpu", "mirrored", "multiworker"],
+                  "tf.distribute strategy.")
+flags.DEFINE_string("data_dir", Config.data_dir, "TFDS data dir (default: $TFDS_DATA_DIR).")
 flags.DEFINE_string("output_dir", "runs/cifar10", "Where metrics, pictures, logs and the model go.")
-flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate.")
-flags.DEFINE_integer("hidden_channels", 64, "Width of the conv stacks (the paper uses 128).")
-flags.DEFINE_integer("residual_channels", 32, "Inner width of the residual blocks.")
-flags.DEFINE_integer("num_residual_layers", 2, "Residual blocks per stack.")
-flags.DEFINE_integer("downsample_stages", 2, "Stride-2 stages (32x32 -> 8x8 with 2).")
-flags.DEFINE_integer("num_embeddings", 512, "VQ-VAE codebook size K.")
-flags.DEFINE_integer("embedding_dim", 64, "VQ-VAE code size D.")
-flags.DEFINE_enum("quantizer", "ema", ["ema", "vq"], "VQ-VAE quantizer.")
-flags.DEFINE_bool("kmeans_init", True, "Initialise the codebook by k-means on the first batch.")
-flags.DEFINE_float("dead_code_threshold", 1.0,
+flags.DEFINE_float("learning_rate", Config.learning_rate, "Adam learning rate.")
+flags.DEFINE_integer("hidden_channels", Config.hidden_channels,
+                     "Width of the conv stacks (the paper uses 128).")
+flags.DEFINE_integer("residual_channels", Config.residual_channels,
+                     "Inner width of the residual blocks.")
+flags.DEFINE_integer("num_residual_layers", Config.num_residual_layers, "Residual blocks per stack.")
+flags.DEFINE_integer("downsample_stages", Config.downsample_stages,
+                     "Stride-2 stages (32x32 -> 8x8 and 128x128 -> 32x32 with 2).")
+flags.DEFINE_integer("num_embeddings", Config.num_embeddings, "VQ-VAE codebook size K.")
+flags.DEFINE_integer("embedding_dim", Config.embedding_dim, "VQ-VAE code size D.")
+flags.DEFINE_string("quantizer", Config.quantizer,
+                    "VQ-VAE quantizer, a name in tfvq.layers.QUANTIZERS.")
+flags.DEFINE_bool("kmeans_init", Config.kmeans_init,
+                  "Initialise the codebook by k-means on the first batch.")
+flags.DEFINE_float("dead_code_threshold", Config.dead_code_threshold,
                    "Re-seed codes whose EMA usage (vectors per batch) falls below this; 0: off.")
-flags.DEFINE_integer("latent_dim", 128, "VAE / AE latent size.")
-flags.DEFINE_integer("eval_examples", 0, "Test examples to evaluate on (0: the whole test split).")
-flags.DEFINE_bool("jit_compile", True,
-                  "XLA-compile the steps (1.7x faster on a 2-core CPU at K=512, see "
+flags.DEFINE_integer("latent_dim", Config.latent_dim, "VAE / AE latent size.")
+flags.DEFINE_integer("eval_examples", Config.eval_examples,
+                     "Test examples to evaluate on (0: the whole test split).")
+flags.DEFINE_integer("image_size", Config.image_size,
+                     "Train on square images of this side (0: the dataset's own size); needed "
+                     "for folders of images of varying size.")
+flags.DEFINE_integer("min_size", Config.min_size, "Drop images with a side under this (0: keep all).")
+flags.DEFINE_enum("augment", Config.augment, ["none", "crop", "flip", "crop,flip"],
+                  "Training augmentation: random resized crop (scale 0.2-1, square, bilinear, "
+                  "antialiased) to --image_size, and/or horizontal flips.")
+flags.DEFINE_bool("jit_compile", Config.jit_compile,
+                  "XLA-compile the steps (1.7x faster on a 2-core AVX2 CPU at K=512, see "
                   "benchmarks/RESULTS.md); off by itself where XLA cannot run (several CPU "
                   "replicas).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_integer("seed", Config.seed, "Random seed.")
 
 
-def build_model(image_shape, data_variance):
+def build_model(config, image_shape, data_variance):
     import tfvq
 
-    conv = dict(hidden_channels=FLAGS.hidden_channels, residual_channels=FLAGS.residual_channels,
-                num_residual_layers=FLAGS.num_residual_layers,
-                downsample_stages=FLAGS.downsample_stages)
-    if FLAGS.model == "vqvae":
-        return tfvq.VQVAE(image_shape, num_embeddings=FLAGS.num_embeddings,
-                          embedding_dim=FLAGS.embedding_dim, quantizer=FLAGS.quantizer,
-                          quantizer_options=dict(kmeans_init=FLAGS.kmeans_init,
-                                                 dead_code_threshold=FLAGS.dead_code_threshold),
-                          data_variance=data_variance, **conv)
-    if FLAGS.model == "vae":
-        return tfvq.VAE(image_shape, latent_dim=FLAGS.latent_dim, reconstruction_loss="logistic",
-                        seed=FLAGS.seed, data_variance=data_variance, **conv)
-    return tfvq.AE(image_shape, latent_dim=FLAGS.latent_dim, data_variance=data_variance, **conv)
+    conv = dict(hidden_channels=config.hidden_channels,
+                residual_channels=config.residual_channels,
+                num_residual_layers=config.num_residual_layers,
+                downsample_stages=config.downsample_stages)
+    if config.model == "vqvae":
+        options = {}
+        if config.quantizer in ("vq", "ema"):
+            options = dict(kmeans_init=config.kmeans_init,
+                           dead_code_threshold=config.dead_code_threshold)
+        return tfvq.VQVAE(image_shape, num_embeddings=config.num_embeddings,
+                          embedding_dim=config.embedding_dim, quantizer=config.quantizer,
+                          quantizer_options=options, data_variance=data_variance, **conv)
+    if config.model == "vae":
+        return tfvq.VAE(image_shape, latent_dim=config.latent_dim, reconstruction_loss="logistic",
+                        seed=config.seed, data_variance=data_variance, **conv)
+    return tfvq.AE(image_shape, latent_dim=config.latent_dim, data_variance=data_variance, **conv)
 
 
 def read_history(path):
@@ -69,37 +129,90 @@ def read_history(path):
     return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
 
 
-def main(argv):
-    del argv
+def weights_fingerprint(model):
+    """SHA-256 of every weight's bytes: equal on all workers of a synchronous run."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()
+
+
+def _splits(info, eval_examples):
+    """Train and test splits: the dataset's own, or 95% / 5% of a folder that has no test."""
+    for name in ("test", "validation"):
+        if name in info.num_examples:
+            train, test = "train", name
+            break
+    else:
+        train, test = "train[:95%]", "train[95%:]"
+        logging.info("%s has no test split: training on %s, evaluating on %s", info.name,
+                     train, test)
+    if eval_examples and "[" not in test:
+        test = f"{test}[:{eval_examples}]"
+    return train, test
+
+
+def _data(config):
+    """Image shape, pixel variance, and the train and test datasets of the job."""
+    import tfvq
+
+    info = tfvq.data.info(config.dataset, data_dir=config.data_dir)
+    shape = info.image_shape
+    size = config.image_size or None
+    if size is None and shape is None:
+        raise ValueError(
+            f"{config.dataset!r} has images of varying size: pass --image_size (e.g. 128)")
+    channels = shape[-1] if shape is not None else 3
+    image_shape = (size, size, channels) if size else tuple(shape)
+    augment = False if config.augment == "none" else tuple(config.augment.split(","))
+    common = dict(data_dir=config.data_dir, image_size=size, min_size=config.min_size or None,
+                  channels=channels)
+    train_split, test_split = _splits(info, config.eval_examples)
+    variance = tfvq.data.pixel_variance(config.dataset, train_split, data_dir=config.data_dir,
+                                        image_size=size, max_examples=10_000)
+    train = tfvq.data.load(config.dataset, train_split, config.batch_size, seed=config.seed,
+                           drop_remainder=True, augment=augment, **common)
+    test = tfvq.data.load(config.dataset, test_split, 256, **common)
+    return image_shape, variance, train, test
+
+
+def train_and_evaluate(config, workdir):
+    """Trains, evaluates, and (on the chief) writes metrics, pictures and the model to `workdir`.
+
+    Args:
+        config: a `Config`.
+        workdir: the output folder; a rerun with the same folder resumes.
+
+    Returns:
+        The metrics dict written to `workdir/metrics.json` (also returned on other workers,
+        which write nothing).
+    """
     import keras
     import numpy as np
 
     import tfvq
 
     # Multi-worker strategies must exist before any other TensorFlow op.
-    strategy = tfvq.training.make_strategy(FLAGS.strategy)
-    keras.utils.set_random_seed(FLAGS.seed)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    strategy = tfvq.training.make_strategy(config.strategy)
+    keras.utils.set_random_seed(config.seed)
     resolver = getattr(strategy, "cluster_resolver", None)
-    worker_index = resolver.task_id if FLAGS.strategy == "multiworker" and resolver else 0
+    multiworker = config.strategy == "multiworker" and resolver is not None
+    num_workers = resolver.cluster_spec().num_tasks("worker") if multiworker else 1
+    worker_index = resolver.task_id if multiworker else 0
+    chief = worker_index == 0
+    os.makedirs(workdir, exist_ok=True)
     logging.info("Strategy %s with %d replica(s)", type(strategy).__name__,
                  strategy.num_replicas_in_sync)
 
-    info = tfvq.data.info(FLAGS.dataset, data_dir=FLAGS.data_dir)
-    variance = tfvq.data.pixel_variance(FLAGS.dataset, "train", data_dir=FLAGS.data_dir,
-                                        max_examples=10_000)
-    train = tfvq.data.load(FLAGS.dataset, "train", FLAGS.batch_size, data_dir=FLAGS.data_dir,
-                           seed=FLAGS.seed, drop_remainder=True)
-    test_split = f"test[:{FLAGS.eval_examples}]" if FLAGS.eval_examples else "test"
-    test = tfvq.data.load(FLAGS.dataset, test_split, 256, data_dir=FLAGS.data_dir)
+    image_shape, variance, train, test = _data(config)
     samples = next(iter(test))[:16]
-    steps = FLAGS.steps_per_epoch or None
+    steps = config.steps_per_epoch or None
     if steps:
         train = train.repeat()
 
-    history_csv = os.path.join(FLAGS.output_dir, "history.csv")
-    saved = os.path.join(FLAGS.output_dir, "model.keras")
-    backup = tfvq.training.backup_dir_for(FLAGS.output_dir, worker_index)
+    history_csv = os.path.join(workdir, "history.csv")
+    saved = os.path.join(workdir, "model.keras")
+    backup = tfvq.training.backup_dir_for(workdir, worker_index)
     # An interrupted run resumes through BackupAndRestore (its folder exists); a finished run
     # asked for more epochs continues from its saved model and optimizer state.
     initial_epoch = 0
@@ -110,36 +223,36 @@ def main(argv):
             logging.info("Continuing %s from epoch %d", saved, initial_epoch)
             model = keras.models.load_model(saved)
         else:
-            model = build_model(info.image_shape, variance)
-            model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
-                          jit_compile=tfvq.training.jit_compile_for(strategy, FLAGS.jit_compile))
+            model = build_model(config, image_shape, variance)
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                          jit_compile=tfvq.training.jit_compile_for(strategy, config.jit_compile))
     model.summary(print_fn=logging.info)
 
-    callbacks = tfvq.training.default_callbacks(FLAGS.output_dir, model, samples,
+    callbacks = tfvq.training.default_callbacks(workdir, model, samples,
                                                 worker_index=worker_index)
-    callbacks.append(keras.callbacks.CSVLogger(history_csv, append=True))
+    if chief:
+        callbacks.append(keras.callbacks.CSVLogger(history_csv, append=True))
     start = time.time()
-    history = model.fit(train, epochs=FLAGS.epochs, steps_per_epoch=steps, validation_data=test,
+    history = model.fit(train, epochs=config.epochs, steps_per_epoch=steps, validation_data=test,
                         callbacks=callbacks, initial_epoch=initial_epoch, verbose=1)
     train_seconds = time.time() - start
+    # evaluate is a collective under a multi-worker strategy: every worker runs it.
     results = model.evaluate(test, return_dict=True, verbose=1)
-    if worker_index != 0:
-        return
+    fingerprint = weights_fingerprint(model)
+    logging.info("Worker %d final weights sha256 %s", worker_index, fingerprint)
 
-    recon = model.predict(samples, verbose=0)
-    tfvq.plots.reconstruction_grid(np.asarray(samples), recon, n=16,
-                                   path=os.path.join(FLAGS.output_dir, "reconstructions.png"))
-    tfvq.plots.training_curves(read_history(history_csv),
-                               path=os.path.join(FLAGS.output_dir, "training_curves.png"))
     steps_run = int(model.optimizer.iterations.numpy())
     metrics = {
-        "model": FLAGS.model,
-        "dataset": FLAGS.dataset,
+        "model": config.model,
+        "dataset": config.dataset,
+        "image_shape": list(image_shape),
         "test": {key: float(np.mean(value)) for key, value in results.items()},
         "data_variance": variance,
         "steps": steps_run,
-        "global_batch_size": FLAGS.batch_size,
+        "global_batch_size": config.batch_size,
         "replicas": strategy.num_replicas_in_sync,
+        "workers": num_workers,
+        "weights_sha256": fingerprint,
         "wall_time_s_this_run": round(train_seconds, 1),
         "images_per_s_this_run": None,
         "parameters": model.count_params(),
@@ -147,11 +260,31 @@ def main(argv):
     if steps and history.epoch and train_seconds > 0:
         # Includes validation and callbacks: a floor on training throughput.
         metrics["images_per_s_this_run"] = round(
-            FLAGS.batch_size * steps * len(history.epoch) / train_seconds, 1)
-    with open(os.path.join(FLAGS.output_dir, "metrics.json"), "w") as f:
+            config.batch_size * steps * len(history.epoch) / train_seconds, 1)
+    if not chief:
+        return metrics
+
+    # The pictures come from a plain forward pass on this machine: `predict` would be a
+    # collective that the other workers, already done, would never join.
+    recon = keras.ops.convert_to_numpy(model(samples, training=False))
+    tfvq.plots.reconstruction_grid(np.asarray(samples), recon, n=16,
+                                   path=os.path.join(workdir, "reconstructions.png"))
+    tfvq.plots.training_curves(read_history(history_csv),
+                               path=os.path.join(workdir, "training_curves.png"))
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     logging.info("Test metrics: %s", json.dumps(metrics["test"]))
     print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def config_from_flags():
+    return Config(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(Config)})
+
+
+def main(argv):
+    del argv
+    train_and_evaluate(config_from_flags(), FLAGS.output_dir)
 
 
 if __name__ == "__main__":

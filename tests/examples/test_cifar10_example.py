@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +42,53 @@ def test_cifar10_example_writes_outputs_and_resumes(tmp_path, cifar10_data_dir):
     assert metrics["steps"] == 6
     history = (tmp_path / "history.csv").read_text().strip().splitlines()
     assert len(history) == 3  # header + one row per epoch across both runs
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir):
+    # The example itself, as a user runs it on two machines: both train and evaluate (collective
+    # steps), the chief alone writes files, and both end with the same weights.
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    try:
+        for index in range(2):
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            args = [
+                sys.executable, str(SCRIPT), f"--output_dir={tmp_path / f'worker{index}'}",
+                f"--data_dir={cifar10_data_dir}", "--strategy=multiworker", "--epochs=1",
+                "--steps_per_epoch=20", "--eval_examples=256", "--nojit_compile",
+                "--batch_size=16", "--hidden_channels=8", "--residual_channels=4",
+                "--num_residual_layers=1", "--num_embeddings=16", "--embedding_dim=4",
+            ]
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
+            processes.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=400)[0] for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for index, (process, output) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
+    chief, other = tmp_path / "worker0", tmp_path / "worker1"
+    for name in ("metrics.json", "reconstructions.png", "training_curves.png", "model.keras",
+                 "history.csv"):
+        assert (chief / name).stat().st_size > 0, name
+        assert not (other / name).exists(), name
+    metrics = json.loads((chief / "metrics.json").read_text())
+    assert metrics["workers"] == 2 and metrics["steps"] == 20
+    fingerprints = [re.findall(r"Worker (\d) final weights sha256 ([0-9a-f]{64})", out)
+                    for out in outputs]
+    assert fingerprints[0] == [("0", metrics["weights_sha256"])], outputs[0][-2000:]
+    assert fingerprints[1] == [("1", metrics["weights_sha256"])], outputs[1][-2000:]
