@@ -8,7 +8,8 @@ from tfvq.models.vqvae import VQVAE
 
 __all__ = ["AE", "ImageAutoencoder", "VAE", "VQVAE", "interpolate"]
 
-from tfvq.models.pixelcnn_prior import PixelCNNPrior, codes_dataset  # noqa: E402
+from tfvq.data.codes import codes_dataset  # noqa: E402  (kept here for compatibility)
+from tfvq.models.pixelcnn_prior import PixelCNNPrior  # noqa: E402
 
 __all__ += ["PixelCNNPrior", "codes_dataset"]
 

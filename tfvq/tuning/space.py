@@ -15,6 +15,7 @@ import numbers
 
 import keras_tuner as kt
 
+from tfvq.layers import QUANTIZERS
 from tfvq.layers.conv_blocks import DOWNSAMPLE_MODES
 
 __all__ = ["as_hyperparameter", "check_space", "possible_values", "space_from"]
@@ -33,7 +34,8 @@ RULES = {
     "num_embeddings": ("int", 1),
     "embedding_dim": ("int", 1),
     "downsample": ("choice", _DOWNSAMPLE_VALUES),
-    "quantizer": ("choice", ("vq", "ema")),
+    # Read at check time, so that a quantizer registered later is a valid choice too.
+    "quantizer": ("choice", lambda: tuple(QUANTIZERS)),
     "beta": ("float", 0.0),
     "commitment_cost": ("float", 0.0),
     "decay": ("unit", None),
@@ -129,6 +131,7 @@ def possible_values(hp):
 
 def _check_value(owner, name, value, rule):
     kind, bound = rule
+    bound = bound() if callable(bound) else bound
     integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if kind == "int" and not (integer and value >= bound):
