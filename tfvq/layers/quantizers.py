@@ -1,17 +1,26 @@
-"""Vector quantizers: nearest-codebook lookup with a straight-through gradient."""
+"""Vector quantizers: nearest-codebook lookup with a straight-through or rotation gradient."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfvq.layers._distribute import cross_replica_sum
 from tfvq.layers.quantizer import Quantizer
 from tfvq.utils.checks import check_int
 
+_DISTANCES = ("l2", "cosine")
+_GRADIENTS = ("straight_through", "rotation")
+
 
 class _VectorQuantizerBase(Quantizer):
     """Lookup, losses, codebook statistics and health tools shared by both quantizers.
 
     Subclasses say how the codebook learns: `_codebook_trainable` and `_update_codebook`.
+
+    Every vector goes through one "search space" before the lookup: the projection to
+    `codebook_dim` (factorized codes) and then, with `distance="cosine"`, l2-normalisation. The
+    codebook, the search, the losses, the statistics, k-means and the restarts all live in that
+    space; only the output goes back through `project_out`.
     """
 
     _codebook_trainable = True
@@ -21,39 +30,80 @@ class _VectorQuantizerBase(Quantizer):
         num_embeddings,
         embedding_dim,
         commitment_cost=0.25,
+        distance="l2",  # "cosine": search, output and losses on l2-normalised vectors (Yu et al. 2021, ViT-VQGAN)
+        codebook_dim=None,  # factorized codes: a learned projection to this size around the lookup (Yu et al. 2021)
+        gradient="straight_through",  # "rotation": the rotation trick (Fifty et al. 2024, arXiv:2410.06424)
         kmeans_init=False,  # codebook from k-means on the first training batch (Łańcucki et al. 2020)
         kmeans_iters=10,
         dead_code_threshold=0.0,  # re-seed codes whose EMA usage falls below this (Dhariwal et al. 2020)
         seed=None,
         **kwargs,
     ):
-        # Distances and codebook statistics stay float32 under mixed precision: the layer casts
-        # itself instead of letting Keras cast inputs and variables to float16.
+        # Distances and codebook statistics stay float32 (float64 for a float64 layer) under
+        # mixed precision: the layer casts itself instead of letting Keras cast inputs and
+        # variables to float16.
         kwargs["autocast"] = False
         super().__init__(**kwargs)
+        name = type(self).__name__
         check_int(self, "num_embeddings", num_embeddings)
         check_int(self, "embedding_dim", embedding_dim)
         if commitment_cost < 0:
-            raise ValueError(
-                f"{type(self).__name__} expects commitment_cost >= 0; got {commitment_cost}"
-            )
+            raise ValueError(f"{name} expects commitment_cost >= 0; got {commitment_cost}")
         if dead_code_threshold < 0:
             raise ValueError(
-                f"{type(self).__name__} expects dead_code_threshold >= 0; got {dead_code_threshold}"
+                f"{name} expects dead_code_threshold >= 0; got {dead_code_threshold}"
             )
         check_int(self, "kmeans_iters", kmeans_iters)
+        if distance not in _DISTANCES:
+            raise ValueError(f"{name} expects distance in {_DISTANCES}; got {distance!r}")
+        if gradient not in _GRADIENTS:
+            raise ValueError(f"{name} expects gradient in {_GRADIENTS}; got {gradient!r}")
+        if codebook_dim is not None:
+            bad = isinstance(codebook_dim, bool) or not isinstance(codebook_dim, (int, np.integer))
+            if bad or not 1 <= codebook_dim <= embedding_dim:
+                raise ValueError(
+                    f"{name} expects codebook_dim None or an int in [1, embedding_dim="
+                    f"{embedding_dim}]; got {codebook_dim!r}"
+                )
+            codebook_dim = int(codebook_dim)
         self.num_embeddings = int(num_embeddings)
         self.embedding_dim = int(embedding_dim)
         self.commitment_cost = float(commitment_cost)
+        self.distance = distance
+        self.codebook_dim = codebook_dim
+        self.gradient = gradient
         self.kmeans_init = bool(kmeans_init)
         self.kmeans_iters = int(kmeans_iters)
         self.dead_code_threshold = float(dead_code_threshold)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # The statistics' dtype: float64 for a float64 layer, else float32 (also under
+        # float16 / bfloat16 policies, where float16 counts and sums would lose the EMA).
+        variable_dtype = keras.backend.standardize_dtype(self.dtype_policy.variable_dtype)
+        self._stats_dtype = "float64" if variable_dtype == "float64" else "float32"
+
+        if codebook_dim is not None:
+            self.project_in = keras.layers.Dense(
+                codebook_dim,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                dtype=self.dtype_policy,
+                name="project_in",
+            )
+            self.project_out = keras.layers.Dense(
+                embedding_dim,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                dtype=self.dtype_policy,
+                name="project_out",
+            )
 
     @property
     def codebook_size(self):
         return self.num_embeddings
+
+    @property
+    def _code_dim(self):
+        """Size of the codes: `codebook_dim`, or `embedding_dim` without factorization."""
+        return self.codebook_dim or self.embedding_dim
 
     @property
     def _stats_decay(self):
@@ -61,15 +111,26 @@ class _VectorQuantizerBase(Quantizer):
 
     def build(self, input_shape):
         self._check_shape(input_shape)
-        # Uniform in +-sqrt(3 / embedding_dim): Sonnet's VarianceScaling on its (D, K) codebook.
+        if self.codebook_dim is not None:
+            self.project_in.build((None, self.embedding_dim))
+            self.project_out.build((None, self.codebook_dim))
+        # Uniform in +-sqrt(3 / code size): Sonnet's VarianceScaling on its (D, K) codebook;
+        # on the unit sphere for cosine codes, as vector-quantize-pytorch starts them.
         initializer = keras.initializers.VarianceScaling(
             1.0, mode="fan_out", distribution="uniform", seed=self.seed
         )
+        if self.distance == "cosine":
+            uniform = initializer
+
+            def initializer(shape, dtype=None):
+                return _l2_normalize(uniform(shape, dtype))
+
         # "only_first_replica": every replica computes the same update from all-reduced
         # statistics, and the first replica's value is the one kept.
         self.codebook = self.add_weight(
-            shape=(self.num_embeddings, self.embedding_dim),
+            shape=(self.num_embeddings, self._code_dim),
             initializer=initializer,
+            dtype=self._stats_dtype,
             trainable=self._codebook_trainable,
             autocast=False,
             aggregation="only_first_replica",
@@ -84,6 +145,7 @@ class _VectorQuantizerBase(Quantizer):
         return self.add_weight(
             shape=shape,
             initializer=initializer,
+            dtype=self._stats_dtype,
             trainable=False,
             autocast=False,
             aggregation="only_first_replica",
@@ -103,33 +165,75 @@ class _VectorQuantizerBase(Quantizer):
                 f"{self.embedding_dim}; got shape {shape}"
             )
 
-    def _flat(self, inputs):
+    def _search_space(self, inputs):
+        """`(z, valid)`: the (N, code size) vectors searched, and which of them are finite.
+
+        `z` is projected (factorized codes), cast to the statistics' dtype and, for cosine,
+        l2-normalised. A row is invalid when its input is non-finite or its projection or
+        squared norm overflows.
+        """
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         if "float" not in dtype:
             raise ValueError(
                 f"{type(self).__name__} expects floating-point inputs; got dtype {dtype}"
             )
         self._check_shape(inputs.shape)
-        return ops.reshape(ops.cast(inputs, "float32"), (-1, self.embedding_dim))
+        if not self.built:
+            self.build(inputs.shape)
+        flat = ops.reshape(inputs, (-1, self.embedding_dim))
+        if self.codebook_dim is not None:
+            flat = self.project_in(flat)
+        z = ops.cast(flat, self._stats_dtype)
+        valid = ops.all(ops.isfinite(z), axis=1)
+        if self.distance == "cosine":
+            valid = ops.logical_and(valid, ops.isfinite(ops.sum(ops.square(z), axis=1)))
+            z = _l2_normalize(z)
+        return z, valid
 
-    def _scores(self, flat, codebook):
-        """`0.5 * |e|^2 - x.e`: the squared distance up to a per-row constant, one matmul."""
-        half_norms = 0.5 * ops.sum(ops.square(codebook), axis=1)
-        return half_norms[None, :] - ops.matmul(flat, ops.transpose(codebook))
+    def _codes(self):
+        """The codebook as searched: the variable, l2-normalised for cosine codes."""
+        codebook = ops.convert_to_tensor(self.codebook)
+        return _l2_normalize(codebook) if self.distance == "cosine" else codebook
 
-    def _nearest(self, flat, codebook):
+    def _scores(self, z, codes):
+        """One matmul whose row-wise argmin is the nearest code.
+
+        `0.5 * |e|^2 - z.e` (the squared distance up to a per-row constant) for l2, `-z.e`
+        (minus the cosine similarity of unit vectors) for cosine.
+        """
+        dots = ops.matmul(z, ops.transpose(codes))
+        if self.distance == "cosine":
+            return -dots
+        half_norms = 0.5 * ops.sum(ops.square(codes), axis=1)
+        return half_norms[None, :] - dots
+
+    def _distances(self, z, codes, scores):
+        """Squared L2 distances in the search space (`2 - 2 cos` for unit vectors) from scores."""
+        distances = ops.sum(ops.square(z), axis=1, keepdims=True) + 2.0 * scores
+        if self.distance == "cosine":
+            distances = distances + ops.sum(ops.square(codes), axis=1)[None, :]
+        return distances
+
+    def _nearest(self, z, codes, return_scores=False):
         """Index of each row's nearest code, searching `_SEARCH_CHUNK` codes at a time.
 
         The same indices as the argmin of `_scores` over the whole codebook (ties go to the
         lowest index), without an (N, K) matrix: at N = K = 8192 that matrix is 256 MiB, and
-        allocating and page-faulting it anew each step cost as much as the matmul itself.
+        allocating and page-faulting it anew each step cost as much as the matmul itself. With
+        `return_scores`, also the (N, K) scores, joined from the blocks already computed, so
+        that the distances cost no second matmul.
         """
-        num_codes = codebook.shape[0]
+        num_codes = codes.shape[0]
         if num_codes <= _SEARCH_CHUNK:
-            return _argmin_rows(self._scores(flat, codebook))
+            scores = self._scores(z, codes)
+            indices = _argmin_rows(scores)
+            return (indices, scores) if return_scores else indices
         best_scores = best_indices = None
+        blocks = []
         for start in range(0, num_codes, _SEARCH_CHUNK):
-            scores = self._scores(flat, codebook[start : start + _SEARCH_CHUNK])
+            scores = self._scores(z, codes[start : start + _SEARCH_CHUNK])
+            if return_scores:
+                blocks.append(scores)
             indices = _argmin_rows(scores) + start
             chunk_best = ops.min(scores, axis=1)
             if best_indices is None:
@@ -138,60 +242,110 @@ class _VectorQuantizerBase(Quantizer):
             better = chunk_best < best_scores  # strict: an earlier chunk wins a tie
             best_scores = ops.where(better, chunk_best, best_scores)
             best_indices = ops.where(better, indices, best_indices)
+        if return_scores:
+            return best_indices, ops.concatenate(blocks, axis=1)
         return best_indices
 
     def encode(self, inputs):
-        """Index of the nearest code (squared L2) for each vector: int32, `inputs.shape[:-1]`."""
-        indices = self._nearest(self._flat(inputs), ops.convert_to_tensor(self.codebook))
+        """Index of the nearest code for each vector: int32, `inputs.shape[:-1]`.
+
+        Non-finite vectors get code 0, as in `call`.
+        """
+        z, valid = self._search_space(inputs)
+        finite_z = ops.where(valid[:, None], z, ops.zeros_like(z))
+        indices = ops.where(valid, self._nearest(finite_z, self._codes()), 0)
         return ops.reshape(indices, ops.shape(inputs)[:-1])
 
     def decode(self, indices):
-        """Codebook vectors for integer `indices`: shape `indices.shape + (embedding_dim,)`."""
-        return ops.take(ops.convert_to_tensor(self.codebook), ops.cast(indices, "int32"), axis=0)
+        """Vectors for integer `indices`: shape `indices.shape + (embedding_dim,)`.
+
+        The codes themselves (unit vectors for cosine), through `project_out` for factorized
+        codes.
+        """
+        if not self.built:
+            self.build((None, self.embedding_dim))
+        vectors = ops.take(self._codes(), ops.cast(indices, "int32"), axis=0)
+        if self.codebook_dim is not None:
+            vectors = self.project_out(vectors)
+        return vectors
+
+    def set_codebook(self, values):
+        """Replaces the codebook by `values` (num_embeddings, code size) and marks k-means done.
+
+        Cosine codes are stored l2-normalised. The EMA quantizer also rescales its sums, so
+        that its next update starts from these values.
+        """
+        if not self.built:
+            self.build((None, self.embedding_dim))
+        values = ops.convert_to_tensor(values)
+        expected = (self.num_embeddings, self._code_dim)
+        if tuple(values.shape) != expected:
+            size = "codebook_dim" if self.codebook_dim is not None else "embedding_dim"
+            raise ValueError(
+                f"{type(self).__name__}.set_codebook expects values of shape (num_embeddings="
+                f"{self.num_embeddings}, {size}={self._code_dim}); got shape {tuple(values.shape)}"
+            )
+        values = ops.cast(values, self.codebook.dtype)
+        if self.distance == "cosine":
+            values = _l2_normalize(values)
+        self.codebook.assign(values)
+        self.initialized.assign(ops.ones_like(self.initialized))
 
     def call(self, inputs, training=False, return_info=False):
-        flat = self._flat(inputs)
-        num_vectors = ops.shape(flat)[0]
+        z, valid = self._search_space(inputs)
+        num_vectors = ops.shape(z)[0]
         # Rows with a NaN or inf get code 0 and count nowhere, and a batch holding any such row
         # changes no statistic. The search itself sees zeros there: what argmin returns for a
         # NaN row differs between CPUs (AVX2 against AVX-512) and between XLA and not.
-        valid = ops.all(ops.isfinite(flat), axis=1)
-        finite_flat = ops.where(valid[:, None], flat, 0.0)
+        finite_z = ops.where(valid[:, None], z, ops.zeros_like(z))
         if training and self.kmeans_init:
-            self._maybe_kmeans_init(finite_flat, num_vectors, ops.all(valid))
-        codebook = ops.convert_to_tensor(self.codebook)
-        indices = ops.where(valid, self._nearest(finite_flat, codebook), 0)
-        quantized = ops.take(codebook, indices, axis=0)
+            self._maybe_kmeans_init(finite_z, num_vectors, ops.all(valid))
+        # Searched, and the distances computed, before any update of the codebook (`codebook`
+        # is the variable itself on TensorFlow, not a snapshot).
+        codes = self._codes()
         if return_info:
-            # The full (N, K) matrix only when asked for, and before any update of the codebook
-            # (`codebook` is the variable itself on TensorFlow, not a snapshot).
-            scores = self._scores(flat, codebook)
-            distances = ops.sum(ops.square(flat), axis=1, keepdims=True) + 2.0 * scores
+            nearest, scores = self._nearest(finite_z, codes, return_scores=True)
+            distances = self._distances(finite_z, codes, scores)
+            distances = ops.where(valid[:, None], distances, float("nan"))
+        else:
+            nearest = self._nearest(finite_z, codes)
+        indices = ops.where(valid, nearest, 0)
+        quantized = ops.take(codes, indices, axis=0)
 
-        count = ops.maximum(ops.cast(num_vectors, "float32"), 1.0) * self.embedding_dim
-        commitment_loss = ops.sum(ops.square(ops.stop_gradient(quantized) - flat)) / count
-        codebook_loss = ops.sum(ops.square(quantized - ops.stop_gradient(flat))) / count
+        count = ops.maximum(ops.cast(num_vectors, z.dtype), 1.0) * self._code_dim
+        commitment_loss = ops.sum(ops.square(ops.stop_gradient(quantized) - z)) / count
+        codebook_loss = ops.sum(ops.square(quantized - ops.stop_gradient(z))) / count
         loss = self._loss(codebook_loss, commitment_loss)
         self.add_loss(loss)
 
         counts = ops.segment_sum(
-            ops.cast(valid, "float32"), indices, num_segments=self.num_embeddings
+            ops.cast(valid, z.dtype), indices, num_segments=self.num_embeddings
         )
         if training:
-            num_invalid = ops.sum(1.0 - ops.cast(valid, "float32"))
-            self._update_codebook(finite_flat, indices, counts, num_vectors, num_invalid)
+            num_invalid = ops.sum(1.0 - ops.cast(valid, z.dtype))
+            self._update_codebook(finite_z, indices, counts, num_vectors, num_invalid)
 
-        quantized = flat + ops.stop_gradient(quantized - flat)  # straight-through estimator
-        quantized = ops.cast(ops.reshape(quantized, ops.shape(inputs)), self.compute_dtype)
+        outputs = z + ops.stop_gradient(quantized - z)  # straight-through estimator
+        if self.gradient == "rotation":
+            # The same values, bit for bit (rotated - sg(rotated) is exactly 0), and the
+            # rotation's Jacobian backwards.
+            rotated = _rotate_to(finite_z, ops.stop_gradient(quantized))
+            outputs = ops.stop_gradient(outputs) + (rotated - ops.stop_gradient(rotated))
+        if self.codebook_dim is not None:
+            outputs = self.project_out(outputs)
+        outputs = ops.reshape(outputs, ops.shape(inputs))
+        outputs = ops.cast(outputs, self.compute_dtype)
         if not return_info:
-            return quantized
+            return outputs
+        counts = ops.cast(counts, "float32")
         probs = counts / ops.maximum(ops.sum(counts), 1.0)
         leading = tuple(ops.shape(inputs)[:-1])
         return {
-            "quantized": quantized,
+            "quantized": outputs,
             "indices": ops.reshape(indices, leading),
             "loss": loss,
-            "perplexity": ops.exp(-ops.sum(probs * ops.log(probs + 1e-10))),
+            "counts": counts[None, :],
+            "perplexity": ops.exp(-ops.sum(probs * ops.log(probs + 1e-10))),  # Sonnet's, per batch
             "usage": ops.mean(ops.cast(counts > 0, "float32")),
             "distances": ops.reshape(distances, leading + (self.num_embeddings,)),
         }
@@ -202,9 +356,9 @@ class _VectorQuantizerBase(Quantizer):
     def _update_codebook(self, flat, indices, counts, num_vectors, num_invalid):
         """Tracks code usage and restarts dead codes; the EMA quantizer also learns here.
 
-        `flat` has its non-finite rows zeroed; `num_invalid` counts them. The count is summed
-        over replicas with the statistics, so that a NaN on one replica stops the update on all
-        of them and the replicas' copies stay equal.
+        `flat` holds the search-space vectors with the non-finite rows zeroed; `num_invalid`
+        counts those rows. The count is summed over replicas with the statistics, so that a NaN
+        on one replica stops the update on all of them and the replicas' copies stay equal.
         """
         counts, num_invalid = cross_replica_sum(counts, num_invalid)
         finite = ops.logical_and(num_invalid == 0, ops.all(ops.isfinite(counts)))
@@ -217,16 +371,17 @@ class _VectorQuantizerBase(Quantizer):
         """Writes new statistics, after replacing dead codes by finite vectors of this batch."""
         codebook = ops.convert_to_tensor(self.codebook)
         if summed_vectors is not None:
+            means = _smoothed_means(cluster_size, summed_vectors, self.epsilon)
+            if self.distance == "cosine":
+                means = _l2_normalize(means)  # the EMA means, back on the unit sphere
             # Kept bit for bit on a skipped batch: recomputing the means could round otherwise.
-            codebook = ops.where(
-                finite, _smoothed_means(cluster_size, summed_vectors, self.epsilon), codebook
-            )
+            codebook = ops.where(finite, means, codebook)
         if self.dead_code_threshold > 0:
             rows = keras.random.randint(
                 (self.num_embeddings,), 0, ops.maximum(num_vectors, 1), seed=self.seed_generator
             )
             # A zero row past the batch keeps the gather in range when the batch is empty.
-            padded = ops.concatenate([flat, ops.zeros((1, self.embedding_dim), flat.dtype)], axis=0)
+            padded = ops.concatenate([flat, ops.zeros((1, self._code_dim), flat.dtype)], axis=0)
             fresh = ops.take(padded, rows, axis=0)
             # Never restart from an empty or non-finite batch, nor with a non-finite vector.
             dead = ops.logical_and(cluster_size < self.dead_code_threshold, num_vectors > 0)
@@ -260,21 +415,26 @@ class _VectorQuantizerBase(Quantizer):
         self.initialized.assign(ops.where(run, 1.0, self.initialized))
 
     def _kmeans(self, flat, num_vectors):
+        """Lloyd's k-means in the search space (spherical k-means for cosine codes)."""
         rows = keras.random.randint(
             (self.num_embeddings,), 0, ops.maximum(num_vectors, 1), seed=self.seed_generator
         )
-        centroids = ops.take(flat, rows, axis=0)
+        # A zero row past the batch keeps the gather in range (and XLA's shapes known) when
+        # the batch is empty; k-means then does not run, but XLA compiles it all the same.
+        padded = ops.concatenate([flat, ops.zeros((1, self._code_dim), flat.dtype)], axis=0)
+        centroids = ops.take(padded, rows, axis=0)
 
         def step(_, centroids):
             indices = self._nearest(flat, centroids)
             sums = ops.segment_sum(flat, indices, num_segments=self.num_embeddings)
             counts = ops.segment_sum(
-                ops.ones_like(indices, dtype="float32"), indices, num_segments=self.num_embeddings
+                ops.ones_like(indices, dtype=flat.dtype), indices, num_segments=self.num_embeddings
             )
             # A centroid that attracts nothing keeps its place rather than dividing by zero.
-            return ops.where(
-                counts[:, None] > 0, sums / ops.maximum(counts, 1.0)[:, None], centroids
-            )
+            means = sums / ops.maximum(counts, 1.0)[:, None]
+            if self.distance == "cosine":
+                means = _l2_normalize(means)
+            return ops.where(counts[:, None] > 0, means, centroids)
 
         return ops.fori_loop(0, self.kmeans_iters, step, centroids)
 
@@ -286,6 +446,9 @@ class _VectorQuantizerBase(Quantizer):
                 "num_embeddings": self.num_embeddings,
                 "embedding_dim": self.embedding_dim,
                 "commitment_cost": self.commitment_cost,
+                "distance": self.distance,
+                "codebook_dim": self.codebook_dim,
+                "gradient": self.gradient,
                 "kmeans_init": self.kmeans_init,
                 "kmeans_iters": self.kmeans_iters,
                 "dead_code_threshold": self.dead_code_threshold,
@@ -293,6 +456,7 @@ class _VectorQuantizerBase(Quantizer):
             }
         )
         return config
+
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
@@ -308,23 +472,51 @@ class VectorQuantizer(_VectorQuantizerBase):
     for the same inputs and codebook; Sonnet stores the codebook transposed, as (D, K), so
     `codebook` here is Sonnet's `embeddings` transposed.
 
+    Three options of ViT-VQGAN and later work change the search space and the gradient. With
+    `distance="cosine"` inputs and codes are l2-normalised first (the codebook variable stays
+    free; its normalised rows are the codes), and with `codebook_dim` a learned projection
+    takes the inputs to small codes and back. `gradient="rotation"` keeps the forward values
+    and changes only the gradient that reaches the inputs.
+
     Args:
         num_embeddings: K, the number of codes.
-        embedding_dim: D, the size of each code; the inputs' last axis.
+        embedding_dim: D, the size of each input vector; the inputs' last axis.
         commitment_cost: beta, the weight of the commitment loss (0.25 in the paper).
         usage_decay: decay of the per-code usage EMA (`cluster_size`) used for monitoring and
             dead-code restarts.
-        kmeans_init: initialise the codebook by k-means on the first training batch.
+        distance: "l2" (squared Euclidean) or "cosine": inputs and codes l2-normalised, the
+            search by cosine similarity, and the output, the losses and the gradient on the
+            normalised vectors (Yu et al. 2021, ViT-VQGAN, https://arxiv.org/abs/2110.04627).
+        codebook_dim: None, or the size d of factorized codes, 1 <= d <= embedding_dim: a
+            learned Dense projection `embedding_dim -> d` before the search and `d ->
+            embedding_dim` after it (ViT-VQGAN). The codebook is (K, d), the losses are
+            measured in d dimensions (after normalisation, for cosine), and `encode` / `decode`
+            go through the projections.
+        gradient: "straight_through" (the output's gradient reaches the inputs unchanged) or
+            "rotation", the rotation trick (Fifty et al. 2024, https://arxiv.org/abs/2410.06424):
+            the same output values, but backwards each vector e sees its code q as
+            `sg(|q| / |e| * R) e`, with R the rotation taking e's direction onto q's,
+            `R = I - 2 r r^T + 2 q^ e^T`, `r = (e^ + q^) / |e^ + q^|` (hats: unit vectors),
+            applied with dot products, never as a (d, d) matrix. A vector with `|e| <= 1e-6`
+            keeps the straight-through gradient; one opposite to its code is turned by pi in
+            a plane through q.
+        kmeans_init: initialise the codebook by k-means on the first training batch (spherical
+            k-means for cosine codes).
         kmeans_iters: Lloyd iterations of that k-means.
         dead_code_threshold: codes whose usage EMA falls below this many vectors per batch are
             re-seeded from random vectors of the current batch (0 disables).
-        seed: seed of the initializer and of the random choices.
+        seed: seed of the initializers and of the random choices.
+        dtype: any floating policy. The codebook and its statistics are float32 (float64 for a
+            "float64" layer), also under "mixed_float16"; the output is in the compute dtype.
 
     Call arguments:
         inputs: float tensor (..., embedding_dim).
         training: whether statistics (and k-means init / restarts) may change.
-        return_info: return a dict (`quantized`, `indices`, `loss`, `perplexity`, `usage`,
-            `distances`) instead of the quantized tensor.
+        return_info: return a dict instead of the quantized tensor: `quantized`, `indices`,
+            `loss`, `counts` (float32 (1, K) histogram of this batch's codes, finite vectors
+            only), `perplexity` (Sonnet's, of this batch), `usage` and `distances` (squared L2
+            to every code in the search space; `2 - 2 cos` for cosine codes; NaN for
+            non-finite vectors).
 
     Returns:
         The quantized tensor, shaped like `inputs`, or the dict above.
@@ -334,6 +526,10 @@ class VectorQuantizer(_VectorQuantizerBase):
     >>> y = q(keras.random.normal((2, 3, 3, 4)), training=True)
     >>> tuple(y.shape), len(q.losses)
     ((2, 3, 3, 4), 1)
+    >>> q = VectorQuantizer(16, 8, distance="cosine", codebook_dim=2, gradient="rotation")
+    >>> info = q(keras.random.normal((5, 8)), training=True, return_info=True)
+    >>> tuple(info["quantized"].shape), tuple(q.codebook.shape), tuple(info["counts"].shape)
+    ((5, 8), (16, 2), (1, 16))
     """
 
     def __init__(self, num_embeddings, embedding_dim, commitment_cost=0.25, usage_decay=0.99, **kwargs):
@@ -365,13 +561,20 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
     vector (or statistics that overflow) leaves every statistic and the codebook unchanged, on
     every CPU and with or without XLA, so a NaN step cannot corrupt it; such vectors get code 0.
 
+    With `distance="cosine"` the sums are of the normalised vectors and each mean is
+    re-normalised, `e_i = m_i / |m_i|` (the smoothed size cancels but for empty clusters), as
+    vector-quantize-pytorch's cosine codebook does; with `codebook_dim` the averages are of
+    the projected vectors, so only the projections learn by gradient. `set_codebook` rescales
+    the sums, `m_i = e_i N_i'`, so that the next update moves from the new codes.
+
     Args:
         num_embeddings: K, the number of codes.
-        embedding_dim: D, the size of each code; the inputs' last axis.
+        embedding_dim: D, the size of each input vector; the inputs' last axis.
         commitment_cost: beta, the weight of the commitment loss.
         decay: gamma in [0, 1], the EMA decay (0.99 in the paper).
         epsilon: Laplace smoothing of the cluster sizes.
-        kmeans_init, kmeans_iters, dead_code_threshold, seed: as in `VectorQuantizer`.
+        distance, codebook_dim, gradient, kmeans_init, kmeans_iters, dead_code_threshold,
+            seed, dtype: as in `VectorQuantizer`.
 
     Call arguments:
         inputs, training, return_info: as in `VectorQuantizer`.
@@ -384,6 +587,11 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
     >>> info = q(keras.random.normal((8, 4)), training=True, return_info=True)
     >>> tuple(info["indices"].shape)
     (8,)
+    >>> q = VectorQuantizerEMA(16, 4, distance="cosine", gradient="rotation")
+    >>> q.set_codebook(keras.random.normal((16, 4), seed=1))
+    >>> y = q(keras.random.normal((8, 4)), training=True)
+    >>> float(keras.ops.max(keras.ops.abs(keras.ops.norm(q.codebook, axis=1) - 1.0))) < 1e-5
+    True
     """
 
     _codebook_trainable = False
@@ -403,10 +611,17 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
     def build(self, input_shape):
         super().build(input_shape)
         self.ema_dw = self._state_weight(
-            (self.num_embeddings, self.embedding_dim),
+            (self.num_embeddings, self._code_dim),
             lambda shape, dtype=None: ops.convert_to_tensor(self.codebook),
             "ema_dw",
         )
+
+    def set_codebook(self, values):
+        super().set_codebook(values)
+        # Sums whose smoothed means are the new codes: without this the next update would
+        # return to the old codebook's means.
+        sizes = _smoothed_sizes(ops.convert_to_tensor(self.cluster_size), self.epsilon)
+        self.ema_dw.assign(ops.convert_to_tensor(self.codebook) * sizes[:, None])
 
     def _loss(self, codebook_loss, commitment_loss):
         return self.commitment_cost * commitment_loss
@@ -432,6 +647,10 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
 # mmap threshold up to N = 16384 vectors, so its memory is reused from step to step.
 _SEARCH_CHUNK = 512
 
+# Below this norm a vector has no direction to rotate: the rotation trick passes its gradient
+# straight through (vector-quantize-pytorch clamps the norm at the same 1e-6 instead).
+_ROTATION_MIN_NORM = 1e-6
+
 
 def _argmin_rows(scores):
     """Index (int32) of each row's smallest score.
@@ -447,12 +666,65 @@ def _argmin_rows(scores):
     return ops.cast(ops.argmin(scores, axis=1), "int32")
 
 
+def _l2_normalize(x):
+    """Rows scaled to unit L2 norm; zero rows stay zero, with a finite gradient there.
+
+    Not `keras.ops.normalize`: its `minimum(rsqrt(s), 1 / eps)` has a NaN gradient at s = 0.
+    """
+    square_norm = ops.sum(ops.square(x), axis=-1, keepdims=True)
+    return x / ops.sqrt(ops.maximum(square_norm, 1e-24))
+
+
+def _norm(x):
+    return ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+
+
+def _rotate_to(e, q):
+    """Rows of `e` rotated and rescaled onto the rows of `q`, the map held constant.
+
+    Fifty et al. 2024, section 4.2: `sg(|q| / |e|) (e - 2 r (r.e) + 2 q^ (e^.e))`, which is
+    `sg(|q| / |e| R) e` with `R = I - 2 r r^T + 2 q^ e^T` and `r = (e^ + q^) / |e^ + q^|`; its
+    value is q (up to rounding) and its Jacobian `|q| / |e| R`. When e^ = -q^ no such r exists,
+    and r is taken orthogonal to q^ (R then turns e^ by pi onto q^); in one dimension there is
+    none, r = 0 and R = -1. Rows with `|e| <= _ROTATION_MIN_NORM` return `e` (identity
+    Jacobian). `q` should carry no gradient.
+    """
+    tiny = 1e-30
+    e_norm = _norm(e)
+    q_norm = _norm(q)
+    e_hat = ops.stop_gradient(e / ops.maximum(e_norm, _ROTATION_MIN_NORM))
+    q_hat = ops.stop_gradient(q / ops.maximum(q_norm, tiny))
+    bisector = e_hat + q_hat
+    bisector_norm = _norm(bisector)
+    # The unit axis along which q^ is smallest, made orthogonal to q^: |axis - q_i q^| >= the
+    # square root of 1 - 1/d, away from zero for d >= 2.
+    axis = ops.one_hot(_argmin_rows(ops.abs(q_hat)), ops.shape(q_hat)[1], dtype=q_hat.dtype)
+    orthogonal = axis - ops.sum(axis * q_hat, axis=1, keepdims=True) * q_hat
+    orthogonal = orthogonal / ops.maximum(_norm(orthogonal), tiny)
+    # Below sqrt(machine epsilon) the bisector's direction is mostly rounding error.
+    opposite = bisector_norm <= float(np.finfo(keras.backend.standardize_dtype(e.dtype)).eps) ** 0.5
+    r = ops.stop_gradient(
+        ops.where(opposite, orthogonal, bisector / ops.maximum(bisector_norm, tiny))
+    )
+    rotated = (
+        e
+        - 2.0 * r * ops.sum(r * e, axis=1, keepdims=True)
+        + 2.0 * q_hat * ops.sum(e_hat * e, axis=1, keepdims=True)
+    )
+    scale = ops.stop_gradient(q_norm / ops.maximum(e_norm, _ROTATION_MIN_NORM))
+    return ops.where(e_norm > _ROTATION_MIN_NORM, scale * rotated, e)
+
+
+def _smoothed_sizes(cluster_size, epsilon):
+    """Laplace-smoothed cluster sizes with the same total, so that no cluster has size 0."""
+    total = ops.sum(cluster_size)
+    num_codes = ops.cast(ops.shape(cluster_size)[0], cluster_size.dtype)
+    return (cluster_size + epsilon) / (total + num_codes * epsilon) * total
+
+
 def _smoothed_means(cluster_size, summed_vectors, epsilon):
     """Cluster means with Laplace-smoothed sizes, so that an empty cluster never divides by 0."""
-    total = ops.sum(cluster_size)
-    num_codes = ops.cast(ops.shape(cluster_size)[0], "float32")
-    smoothed = (cluster_size + epsilon) / (total + num_codes * epsilon) * total
-    return summed_vectors / smoothed[:, None]
+    return summed_vectors / _smoothed_sizes(cluster_size, epsilon)[:, None]
 
 
 def _check_unit_interval(name, value, layer):
