@@ -585,3 +585,490 @@ def test_matches_sonnet():
     np.testing.assert_allclose(
         np.reshape(ours["distances"], (-1, 64)), np.reshape(theirs["distances"], (-1, 64)), rtol=1e-5, atol=1e-5
     )
+
+
+# --- Options: cosine distance, factorized codes, rotation trick (issue 16) ---------------------
+
+# One layer of each kind per new option, and all of them together.
+OPTIONS = [
+    {"distance": "cosine"},
+    {"codebook_dim": 2},
+    {"gradient": "rotation"},
+    {"distance": "cosine", "codebook_dim": 2, "gradient": "rotation"},
+]
+OPTION_IDS = ["cosine", "factorized", "rotation", "all"]
+
+
+def np_unit(x):
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def np_search_space(layer, x):
+    """The vectors the layer searches, in float64, from its projection weights."""
+    flat = np.asarray(x, np.float64).reshape(-1, layer.embedding_dim)
+    if layer.codebook_dim is not None:
+        flat = flat @ layer.project_in.kernel.numpy().astype(np.float64) + layer.project_in.bias.numpy()
+    return np_unit(flat) if layer.distance == "cosine" else flat
+
+
+def np_project_out(layer, q):
+    if layer.codebook_dim is None:
+        return q
+    return q @ layer.project_out.kernel.numpy().astype(np.float64) + layer.project_out.bias.numpy()
+
+
+def np_quantize_options(layer, x, beta=0.25):
+    """`np_quantize` in the layer's search space: projected, and normalised for cosine."""
+    z = np_search_space(layer, x)
+    e = np.asarray(layer.codebook.numpy(), np.float64)
+    if layer.distance == "cosine":
+        e = np_unit(e)
+        indices = (z @ e.T).argmax(1)  # the largest cosine similarity
+    else:
+        indices = ((z[:, None, :] - e[None]) ** 2).sum(-1).argmin(1)
+    q = e[indices]
+    mse = ((q - z) ** 2).mean() if z.size else 0.0
+    ema = isinstance(layer, VectorQuantizerEMA)
+    counts = np.bincount(indices, minlength=e.shape[0]).astype(np.float64)
+    p = counts / max(counts.sum(), 1.0)
+    leading = np.shape(x)[:-1]
+    return {
+        "z": z,
+        "distances": ((z[:, None, :] - e[None]) ** 2).sum(-1).reshape(leading + (e.shape[0],)),
+        "indices": indices.reshape(leading),
+        "codes": q,
+        "quantized": np_project_out(layer, q).reshape(leading + (layer.embedding_dim,)),
+        "loss": beta * mse if ema else (1 + beta) * mse,
+        "perplexity": np.exp(-(p * np.log(p + 1e-10)).sum()),
+        "counts": counts,
+    }
+
+
+def np_rotation_matrix(e, q):
+    """Fifty et al. 2024: the (d, d) matrix |q| / |e| R with R e^ = q^, built explicitly."""
+    e_hat, q_hat = e / np.linalg.norm(e), q / np.linalg.norm(q)
+    r = (e_hat + q_hat) / np.linalg.norm(e_hat + q_hat)
+    eye = np.eye(len(e))
+    rotation = eye - 2 * np.outer(r, r) + 2 * np.outer(q_hat, e_hat)
+    np.testing.assert_allclose(rotation @ e_hat, q_hat, atol=1e-12)  # the reference itself
+    np.testing.assert_allclose(rotation.T @ rotation, eye, atol=1e-12)
+    return np.linalg.norm(q) / np.linalg.norm(e) * rotation
+
+
+def make_options(cls, num_embeddings=8, embedding_dim=4, seed=0, **options):
+    """A built quantizer with random codes in its code space, EMA sums consistent with them."""
+    layer = cls(num_embeddings, embedding_dim, seed=seed, **options)
+    layer.build((None, embedding_dim))
+    layer.set_codebook(rng_data(seed + 100, num_embeddings, options.get("codebook_dim") or embedding_dim))
+    return layer
+
+
+def copy_weights(source, target):
+    for v, w in zip(source.weights, target.weights, strict=True):
+        w.assign(v.numpy())
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+@pytest.mark.parametrize("codebook_dim", [None, 2, 4])
+@pytest.mark.parametrize("training", [False, True])
+def test_options_forward_matches_numpy(cls, distance, codebook_dim, training):
+    layer = make_options(cls, 16, 4, distance=distance, codebook_dim=codebook_dim, commitment_cost=0.3)
+    x = rng_data(40, 2, 5, 4)
+    ref = np_quantize_options(layer, x, beta=0.3)
+    # The codebook lives in the code space; encode / decode go through the projections.
+    assert tuple(layer.codebook.shape) == (16, codebook_dim or 4)
+    np.testing.assert_array_equal(layer.encode(x), ref["indices"])
+    np.testing.assert_allclose(layer.decode(ref["indices"]), ref["quantized"], rtol=1e-5, atol=1e-5)
+    info = layer(x, training=training, return_info=True)  # searches before any update
+    np.testing.assert_array_equal(info["indices"], ref["indices"])
+    np.testing.assert_allclose(info["distances"], ref["distances"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(info["quantized"], ref["quantized"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(info["loss"], ref["loss"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(info["perplexity"], ref["perplexity"], rtol=1e-5)
+    np.testing.assert_array_equal(info["counts"], ref["counts"][None])
+    if distance == "cosine":
+        np.testing.assert_allclose(np.linalg.norm(ref["codes"], axis=1), 1.0, rtol=1e-6)
+        if codebook_dim is None:  # the output itself is on the unit sphere
+            np.testing.assert_allclose(np.linalg.norm(info["quantized"], axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+@pytest.mark.parametrize("codebook_dim", [None, 3])
+def test_ema_options_update_matches_equations(distance, codebook_dim):
+    decay, eps = 0.9, 1e-5
+    layer = make_options(VectorQuantizerEMA, 6, 4, distance=distance, codebook_dim=codebook_dim, decay=decay)
+    codebook = layer.codebook.numpy().astype(np.float64)
+    state = (np.ones(6), codebook, codebook)
+    for step in range(3):
+        x = rng_data(41 + step, 20, 4) + step
+        z = np_search_space(layer, x)  # the projections are not trained by the EMA
+        layer(x, training=True)
+        n, m, e = np_ema_step(state, z, decay, eps)
+        if distance == "cosine":
+            e = np_unit(e)  # the EMA means, re-normalised
+        state = (n, m, e)
+        np.testing.assert_allclose(layer.cluster_size, n, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(layer.ema_dw, m, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layer.codebook, e, rtol=1e-5, atol=1e-6)
+    if distance == "cosine":
+        np.testing.assert_allclose(np.linalg.norm(layer.codebook.numpy(), axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize(
+    "options", [{}, {"distance": "cosine"}, {"codebook_dim": 2}, {"distance": "cosine", "codebook_dim": 3}]
+)
+@pytest.mark.parametrize("training", [False, True])
+def test_rotation_forward_equals_straight_through(cls, options, training):
+    straight = make_options(cls, **options)
+    rotated = make_options(cls, gradient="rotation", **options)
+    copy_weights(straight, rotated)
+    x = rng_data(42, 3, 5, 4)
+    x[0, 0] = 0.0  # the zero vector, whose gradient is passed straight through
+    a = straight(x, training=training, return_info=True)
+    b = rotated(x, training=training, return_info=True)
+    for key in ("quantized", "indices", "loss", "counts", "distances"):
+        np.testing.assert_array_equal(b[key], a[key], err_msg=key)
+    for v, w in zip(straight.weights, rotated.weights, strict=True):
+        np.testing.assert_array_equal(w.numpy(), v.numpy(), err_msg=v.path)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+def test_rotation_gradient_matches_householder_matrix(cls, distance):
+    layer = make_options(cls, 8, 5, gradient="rotation", distance=distance)
+    x = tf.constant(rng_data(43, 12, 5) * 2.0)
+    w = rng_data(44, 12, 5)
+    ref = np_quantize_options(layer, x.numpy())  # before the EMA moves the codes
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = tf.reduce_sum(w * layer(x, training=True))
+    grad = tape.gradient(out, x).numpy()
+    expected = []
+    for x_row, z_row, q_row, w_row in zip(x.numpy().astype(np.float64), ref["z"], ref["codes"], w, strict=True):
+        jacobian = np_rotation_matrix(z_row, q_row)  # d out / d z
+        if distance == "cosine":  # and z = x / |x|
+            norm = np.linalg.norm(x_row)
+            jacobian = jacobian @ (np.eye(5) - np.outer(z_row, z_row)) / norm
+        expected.append(jacobian.T @ w_row)
+    np.testing.assert_allclose(grad, np.array(expected), rtol=1e-4, atol=1e-5)
+    # Not the straight-through gradient.
+    assert np.abs(grad - w).max() > 0.1
+
+
+@pytest.mark.parametrize("embedding_dim", [1, 4])
+def test_rotation_gradient_degenerate_vectors(embedding_dim):
+    # A single code q, the inputs 0 and -c q: no bisector r, and no direction for 0.
+    q = rng_data(45, 1, embedding_dim) + 0.5
+    layer = make(VectorQuantizer, q, gradient="rotation")
+    x = tf.constant(np.concatenate([np.zeros((1, embedding_dim)), -0.5 * q, -3.0 * q]).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = layer(x, training=True)
+    jacobians = tape.batch_jacobian(out, x).numpy()
+    assert np.isfinite(jacobians).all()
+    np.testing.assert_allclose(out, np.repeat(q, 3, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(jacobians[0], np.eye(embedding_dim), atol=1e-7)  # straight through
+    for row, c in ((1, 0.5), (2, 3.0)):
+        # Still |q| / |e| times an orthogonal map taking e onto q.
+        scale = 1.0 / c
+        j = jacobians[row] / scale
+        np.testing.assert_allclose(j.T @ j, np.eye(embedding_dim), atol=1e-5)
+        np.testing.assert_allclose(jacobians[row] @ x.numpy()[row], q[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("codebook_dim", [None, 2])
+def test_factorized_codes_train_the_projections(cls, codebook_dim):
+    layer = make_options(cls, codebook_dim=codebook_dim)
+    x = tf.constant(rng_data(46, 10, 4))
+    with tf.GradientTape() as tape:
+        info = layer(x, training=True, return_info=True)
+        total = tf.reduce_sum(info["quantized"] ** 2) + info["loss"]
+    paths = [v.path for v in layer.trainable_weights]
+    grads = dict(zip(paths, tape.gradient(total, layer.trainable_weights), strict=True))
+    expected = {"codebook"} if cls is VectorQuantizer else set()
+    if codebook_dim:
+        expected |= {"project_in/kernel", "project_in/bias", "project_out/kernel", "project_out/bias"}
+    assert {p.split("/", 1)[1] for p in grads} == expected
+    for path, grad in grads.items():
+        assert grad is not None and np.abs(np.asarray(tf.convert_to_tensor(grad))).max() > 0, path
+
+
+# --- set_codebook -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 0.5])
+def test_set_codebook_restarts_the_ema_from_the_new_values(epsilon):
+    decay = 0.8
+    layer = make(VectorQuantizerEMA, rng_data(47, 6, 3), decay=decay, epsilon=epsilon)
+    for step in range(2):  # uneven cluster sizes, so that the smoothing matters
+        layer(rng_data(48 + step, 30, 3) * 0.3, training=True)
+    values = rng_data(50, 6, 3) * 2.0
+    layer.set_codebook(values)
+    np.testing.assert_array_equal(layer.codebook, values)
+    n = layer.cluster_size.numpy().astype(np.float64)
+    total = n.sum()
+    smoothed = (n + epsilon) / (total + 6 * epsilon) * total
+    x = rng_data(51, 25, 3)
+    info = layer(x, training=True, return_info=True)
+    np.testing.assert_array_equal(info["indices"], np_quantize(x, values, 0.25, True)["indices"])
+    state = np_ema_step((n, values * smoothed[:, None], values.astype(np.float64)), x, decay, epsilon)
+    np.testing.assert_allclose(layer.cluster_size, state[0], rtol=1e-6)
+    np.testing.assert_allclose(layer.ema_dw, state[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.codebook, state[2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_set_codebook_marks_kmeans_done_and_validates(cls):
+    x, _ = _clusters()
+    layer = cls(4, 2, kmeans_init=True)
+    values = rng_data(52, 4, 2)
+    layer.set_codebook(values)  # builds the layer
+    assert float(layer.initialized.numpy()) == 1.0
+    layer(x, training=True)
+    if cls is VectorQuantizer:  # no k-means replaced the values
+        np.testing.assert_array_equal(layer.codebook, values)
+    words = r"set_codebook expects values of shape \(num_embeddings=4, embedding_dim=2\); got shape \(4, 3\)"
+    with pytest.raises(ValueError, match=words):
+        layer.set_codebook(np.zeros((4, 3), np.float32))
+    factorized = cls(4, 6, codebook_dim=2)
+    with pytest.raises(ValueError, match=r"codebook_dim=2\); got shape \(4, 6\)"):
+        factorized.set_codebook(np.zeros((4, 6), np.float32))
+    cosine = cls(4, 2, distance="cosine")
+    cosine.set_codebook(values)
+    np.testing.assert_allclose(cosine.codebook, np_unit(values), rtol=1e-6)
+
+
+# --- dtypes, counts, one matmul ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("input_dtype", ["float32", "float64"])
+def test_float64_matches_numpy(cls, input_dtype):
+    codebook = np.random.default_rng(53).normal(size=(16, 4))
+    layer = cls(16, 4, commitment_cost=0.3, dtype="float64")
+    layer.build((None, 4))
+    layer.set_codebook(codebook)
+    assert {v.dtype for v in layer.weights} == {"float64"}
+    x = np.random.default_rng(54).normal(size=(3, 5, 4)).astype(input_dtype)
+    ref = np_quantize(x, codebook, 0.3, cls is VectorQuantizerEMA)
+    info = layer(x, training=True, return_info=True)
+    assert info["quantized"].dtype == tf.float64 and info["loss"].dtype == tf.float64
+    assert info["counts"].dtype == tf.float32
+    np.testing.assert_array_equal(info["indices"], ref["indices"])
+    np.testing.assert_allclose(info["quantized"], ref["quantized"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(info["distances"], ref["distances"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(info["loss"], ref["loss"], rtol=1e-10)
+    if cls is VectorQuantizerEMA:
+        state = np_ema_step((np.ones(16), codebook, codebook), x, 0.99, 1e-5)
+        np.testing.assert_allclose(layer.codebook, state[2], rtol=1e-12, atol=1e-14)
+    else:
+        size = 0.99 + 0.01 * ref["counts"]
+        np.testing.assert_allclose(layer.cluster_size, size, rtol=1e-14)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+@pytest.mark.parametrize("how", ["global", "layer"])
+def test_mixed_precision_options(cls, options, how):
+    x16 = rng_data(55, 2, 3, 4).astype(np.float16)
+    if how == "global":
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            layer = make_options(cls, **options)
+            info = layer(x16, training=True, return_info=True)
+            outputs = layer(x16)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    else:
+        layer = make_options(cls, dtype="mixed_float16", **options)
+        info = layer(x16, training=True, return_info=True)
+        outputs = layer(x16)
+    assert outputs.dtype == tf.float16 and info["quantized"].dtype == tf.float16
+    assert layer.codebook.dtype == "float32" and layer.cluster_size.dtype == "float32"
+    assert info["loss"].dtype == tf.float32 and info["counts"].dtype == tf.float32
+    assert np.isfinite(info["quantized"].numpy()).all()
+    if "codebook_dim" not in options:  # the float16 projection is not the float64 reference's
+        layer32 = make_options(cls, **options)
+        layer32.set_codebook(layer.codebook.numpy())
+        np.testing.assert_array_equal(info["indices"], np_quantize_options(layer32, x16)["indices"])
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_counts_histogram_of_valid_rows(cls):
+    codebook = rng_data(56, 6, 3)
+    layer = make(cls, codebook)
+    x = rng_data(57, 20, 3)
+    x[4, 2] = np.nan
+    info = layer(x, return_info=True)
+    good = np.isfinite(x).all(1)
+    expected = np.bincount(np_quantize(x[good], codebook, 0.25, False)["indices"], minlength=6)
+    assert info["counts"].dtype == tf.float32 and tuple(info["counts"].shape) == (1, 6)
+    np.testing.assert_array_equal(info["counts"], expected[None].astype(np.float32))
+    assert np.isnan(info["distances"].numpy()[4]).all() and np.isfinite(info["distances"].numpy()[good]).all()
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("num_codes, matmuls", [(16, 1), (1300, 3)])
+def test_return_info_runs_one_score_matmul_per_block(cls, num_codes, matmuls, monkeypatch):
+    layer = make(cls, rng_data(58, num_codes, 3))
+    calls = []
+    original = type(layer)._scores
+
+    def counting(self, z, codes):
+        calls.append(tuple(codes.shape))
+        return original(self, z, codes)
+
+    monkeypatch.setattr(type(layer), "_scores", counting)
+    x = rng_data(59, 40, 3)
+    info = layer(x, return_info=True)
+    assert len(calls) == matmuls and sum(shape[0] for shape in calls) == num_codes
+    ref = np_quantize(x, layer.codebook.numpy(), 0.25, cls is VectorQuantizerEMA)
+    np.testing.assert_array_equal(info["indices"], ref["indices"])
+    np.testing.assert_allclose(info["distances"], ref["distances"], rtol=1e-5, atol=1e-4)
+
+
+# --- XLA, replicas, empty and non-finite batches, with every option ----------------------------
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_options_under_xla_match_eager(cls, options):
+    eager = make_options(cls, dead_code_threshold=0.5, **options)
+    compiled = make_options(cls, dead_code_threshold=0.5, **options)
+    copy_weights(eager, compiled)
+
+    def step(layer, x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            info = layer(x, training=True, return_info=True)
+            total = tf.reduce_sum(info["quantized"] * tf.range(4, dtype=tf.float32)) + info["loss"]
+        return info, tape.gradient(total, x)
+
+    xla_step = tf.function(lambda x: step(compiled, x), jit_compile=True)
+    for seed in (60, 61):
+        x = tf.constant(rng_data(seed, 16, 4))
+        (a, grad_a), (b, grad_b) = step(eager, x), xla_step(x)
+        np.testing.assert_array_equal(b["indices"], a["indices"])
+        np.testing.assert_allclose(b["quantized"], a["quantized"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+        np.testing.assert_allclose(grad_b, grad_a, rtol=1e-4, atol=1e-5)
+    for v, w in zip(eager.weights, compiled.weights, strict=True):
+        np.testing.assert_allclose(w.numpy(), v.numpy(), rtol=1e-5, atol=1e-5, err_msg=v.path)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_mirrored_options_match_single_device(strategy, cls, options):
+    options = {**options, "decay": 0.9} if cls is VectorQuantizerEMA else options
+    single = make_options(cls, **options)
+    with strategy.scope():
+        mirrored = make_options(cls, **options)
+    copy_weights(single, mirrored)
+
+    @tf.function
+    def replicated_step(x):
+        return strategy.run(lambda v: mirrored(v, training=True, return_info=True)["indices"], (x,))
+
+    for seed in (62, 63):
+        x = rng_data(seed, 16, 4)
+        halves = strategy.experimental_distribute_values_from_function(
+            lambda ctx, x=x: x[8 * ctx.replica_id_in_sync_group : 8 * (ctx.replica_id_in_sync_group + 1)]
+        )
+        indices = np.concatenate(strategy.experimental_local_results(replicated_step(halves)))
+        expected = single(x, training=True, return_info=True)["indices"]
+        np.testing.assert_array_equal(indices, expected)
+        for v, w in zip(single.weights, mirrored.weights, strict=True):
+            values = [u.numpy() for u in strategy.experimental_local_results(w.value)]
+            np.testing.assert_array_equal(values[0], values[1], err_msg=f"replicas disagree: {w.path}")
+            np.testing.assert_allclose(values[0], v.numpy(), rtol=1e-5, atol=1e-6, err_msg=v.path)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_options_empty_batch(cls, options):
+    layer = make_options(cls, kmeans_init=True, dead_code_threshold=1.0, **options)
+    layer.initialized.assign(0.0)
+    g = lambda v: layer(v, training=True, return_info=True)  # noqa: E731
+    for call in (g, tf.function(g), tf.function(g, jit_compile=True)):
+        info = call(tf.zeros((0, 4)))
+        assert tuple(info["quantized"].shape) == (0, 4) and tuple(info["indices"].shape) == (0,)
+        assert float(info["loss"]) == 0.0 and np.isfinite(info["perplexity"].numpy())
+        assert tuple(info["counts"].shape) == (1, 8) and float(tf.reduce_sum(info["counts"])) == 0.0
+    for v in layer.weights:
+        assert np.isfinite(v.numpy()).all(), v.path
+    assert float(layer.initialized.numpy()) == 0.0
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_options_non_finite_rows_get_code_0_and_change_no_statistic(cls, options):
+    layer = make_options(cls, **options)
+    x = rng_data(64, 12, 4)
+    x[2, 1] = np.nan
+    x[5] = np.inf
+    before = variables(layer)
+    info = layer(x, training=True, return_info=True)
+    for path, value in before.items():
+        np.testing.assert_array_equal(variables(layer)[path], value, err_msg=path)
+    assert info["indices"].numpy()[2] == info["indices"].numpy()[5] == 0
+    good = np.isfinite(x).all(1)
+    np.testing.assert_array_equal(info["indices"].numpy()[good], np_quantize_options(layer, x[good])["indices"])
+    np.testing.assert_array_equal(layer.encode(x), info["indices"])
+
+
+# --- Construction, config, saving -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_from_sizes_and_config_carry_the_options(cls):
+    layer = cls.from_sizes(32, 8, 0.3, distance="cosine", codebook_dim=4, gradient="rotation")
+    assert (layer.codebook_size, layer.embedding_dim, layer.commitment_cost) == (32, 8, 0.3)
+    config = layer.get_config()
+    assert {k: config[k] for k in ("distance", "codebook_dim", "gradient")} == {
+        "distance": "cosine", "codebook_dim": 4, "gradient": "rotation"
+    }
+    assert cls.from_config(config).get_config() == config
+    assert cls(8, 4).get_config()["codebook_dim"] is None
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+@pytest.mark.parametrize("codebook_dim", [None, 2])
+@pytest.mark.parametrize("gradient", ["straight_through", "rotation"])
+def test_keras_round_trip_every_option(cls, distance, codebook_dim, gradient, tmp_path):
+    layer = cls(8, 4, name="vq", distance=distance, codebook_dim=codebook_dim, gradient=gradient, seed=3)
+    inputs = keras.Input((3, 4))
+    model = keras.Model(inputs, layer(inputs))
+    layer(rng_data(65, 10, 4), training=True)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    restored = loaded.get_layer("vq")
+    assert type(restored) is cls and restored.get_config() == layer.get_config()
+    for v, w in zip(layer.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(v.numpy(), w.numpy(), err_msg=v.path)
+    x = rng_data(66, 2, 3, 4)
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize(
+    "make_layer, words",
+    [
+        (lambda: VectorQuantizer(8, 4, distance="dot"), r"distance in \('l2', 'cosine'\); got 'dot'"),
+        (lambda: VectorQuantizerEMA(8, 4, distance="L2"), r"distance in .*; got 'L2'"),
+        (lambda: VectorQuantizer(8, 4, gradient="ste"),
+         r"gradient in \('straight_through', 'rotation'\); got 'ste'"),
+        (lambda: VectorQuantizerEMA(8, 4, gradient=None), r"gradient in .*; got None"),
+        (lambda: VectorQuantizer(8, 4, codebook_dim=0),
+         r"codebook_dim None or an int in \[1, embedding_dim=4\]; got 0"),
+        (lambda: VectorQuantizerEMA(8, 4, codebook_dim=5), r"codebook_dim .*\[1, embedding_dim=4\]; got 5"),
+        (lambda: VectorQuantizer(8, 4, codebook_dim=2.0), r"codebook_dim .*; got 2.0"),
+        (lambda: VectorQuantizer(8, 4, codebook_dim=True), r"codebook_dim .*; got True"),
+    ],
+)
+def test_bad_option_arguments(make_layer, words):
+    with pytest.raises(ValueError, match=words):
+        make_layer()

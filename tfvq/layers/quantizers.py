@@ -30,9 +30,9 @@ class _VectorQuantizerBase(Quantizer):
         num_embeddings,
         embedding_dim,
         commitment_cost=0.25,
-        distance="l2",  # "cosine": search, output and losses on l2-normalised vectors (Yu et al. 2021, ViT-VQGAN)
-        codebook_dim=None,  # factorized codes: a learned projection to this size around the lookup (Yu et al. 2021)
-        gradient="straight_through",  # "rotation": the rotation trick (Fifty et al. 2024, arXiv:2410.06424)
+        distance="l2",  # "cosine": l2-normalised inputs and codes (Yu et al. 2021, ViT-VQGAN)
+        codebook_dim=None,  # factorized codes, looked up in a learned projection (Yu et al. 2021)
+        gradient="straight_through",  # "rotation": the rotation trick (Fifty et al. 2024)
         kmeans_init=False,  # codebook from k-means on the first training batch (Łańcucki et al. 2020)
         kmeans_iters=10,
         dead_code_threshold=0.0,  # re-seed codes whose EMA usage falls below this (Dhariwal et al. 2020)
