@@ -61,5 +61,16 @@ def test_vqvae_sample_decodes_prior_codes():
     assert images.shape == (3, 16, 16, 1)
     expected = model.decode_indices(prior.sample(3, seed=7))
     np.testing.assert_allclose(images, keras.ops.convert_to_numpy(expected), atol=1e-6)
-    with pytest.raises(ValueError, match="prior over 8 codes"):
+    with pytest.raises(ValueError, match=r"codebook_size=8 codes on a \(4, 4\) map"):
         model.sample(1, tfvq.PixelCNNPrior(8, (2, 2), hidden_channels=8, num_layers=2))
+
+
+def test_vqvae_sample_checks_the_prior_against_the_quantizer_not_num_embeddings():
+    # A quantizer instance with 16 codes in a model whose num_embeddings says 512.
+    model = tfvq.VQVAE((16, 16, 1), quantizer=tfvq.layers.VectorQuantizer(16, 4), hidden_channels=8,
+                       residual_channels=4, num_residual_layers=1)
+    assert model.quantizer.codebook_size == 16 and model.num_embeddings == 512
+    assert model.sample(2, tfvq.PixelCNNPrior(16, (4, 4), hidden_channels=8, num_layers=1),
+                        seed=0).shape == (2, 16, 16, 1)
+    with pytest.raises(ValueError, match="codebook_size=16"):
+        model.sample(1, tfvq.PixelCNNPrior(512, (4, 4), hidden_channels=8, num_layers=1))

@@ -114,3 +114,56 @@ def code_statistics(counts):
     perplexity = ops.mean(ops.exp(entropy))
     usage = ops.mean(ops.cast(counts > 0, "float32"))
     return perplexity, usage
+
+
+@keras.saving.register_keras_serializable(package="tfvq")
+class CodeUsage(keras.metrics.Metric):
+    """Perplexity or usage of a codebook over every batch seen since the last reset.
+
+    The code counts of each batch (a quantizer's `counts`) are summed, and the statistic is
+    computed from the totals (`code_statistics`), so an `evaluate` pass reports the codebook's
+    use over the whole pass, not a mean of per-batch values that depends on the batch size.
+    Under `tf.distribute` the counts are summed over replicas too.
+
+    Args:
+        codebook_size: distinct codes per level.
+        num_codebooks: levels per position.
+        statistic: "perplexity" or "usage".
+        name: the metric's name (default: `statistic`).
+
+    Example:
+    >>> m = CodeUsage(4, statistic="perplexity")
+    >>> m.update_state(keras.ops.convert_to_tensor([[1.0, 0.0, 0.0, 0.0]]))
+    >>> m.update_state(keras.ops.convert_to_tensor([[0.0, 1.0, 0.0, 0.0]]))
+    >>> round(float(m.result()), 4)  # one code per batch, two over the pass
+    2.0
+    """
+
+    def __init__(self, codebook_size, num_codebooks=1, statistic="perplexity", name=None,
+                 **kwargs):
+        if statistic not in ("perplexity", "usage"):
+            raise ValueError(f"CodeUsage expects statistic 'perplexity' or 'usage'; got "
+                             f"{statistic!r}")
+        super().__init__(name=name or statistic, **kwargs)
+        self.codebook_size = int(codebook_size)
+        self.num_codebooks = int(num_codebooks)
+        self.statistic = statistic
+        self.counts = self.add_variable(
+            shape=(self.num_codebooks, self.codebook_size), initializer="zeros",
+            dtype="float32", name="counts",
+        )
+
+    def update_state(self, counts, sample_weight=None):
+        counts = ops.reshape(ops.cast(counts, "float32"), (self.num_codebooks, self.codebook_size))
+        self.counts.assign_add(counts)
+
+    def result(self):
+        perplexity, usage = code_statistics(self.counts)
+        return perplexity if self.statistic == "perplexity" else usage
+
+    def reset_state(self):
+        self.counts.assign(ops.zeros_like(self.counts))
+
+    def get_config(self):
+        return {**super().get_config(), "codebook_size": self.codebook_size,
+                "num_codebooks": self.num_codebooks, "statistic": self.statistic}

@@ -3,10 +3,9 @@
 import keras
 from keras import ops
 
-from tfvq.layers import VectorQuantizer, VectorQuantizerEMA
+from tfvq.layers import QUANTIZERS, Quantizer
+from tfvq.layers.quantizer import CodeUsage
 from tfvq.models.base import ImageAutoencoder
-
-QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
@@ -18,14 +17,22 @@ class VQVAE(ImageAutoencoder):
     channels, a 1x1 conv to `embedding_dim`), giving an 8x8 code map for 32x32 images. The loss
     is the reconstruction term plus the quantizer's loss; `fit` reports `loss`,
     `reconstruction_loss`, `mse`, `psnr`, `vq_loss`, `perplexity`, `usage` (and
-    `normalized_mse` when `data_variance` is given).
+    `normalized_mse` when `data_variance` is given). Perplexity and usage come from the code
+    counts pooled over the whole epoch or `evaluate` pass (`tfvq.layers.CodeUsage`).
+
+    Any `tfvq.layers.Quantizer` works: the model reads only its interface. The encoder's
+    output channels are the quantizer's `embedding_dim` (4 for FSQ with levels (8, 5, 5, 5),
+    whatever `embedding_dim` says), and code maps are `(B, h, w)`, or `(B, h, w, Q)` for a
+    quantizer with `num_codebooks = Q > 1` (residual VQ).
 
     Args:
         input_shape: (height, width, channels).
         num_embeddings, embedding_dim: codebook size K and code size D.
         hidden_channels, residual_channels, num_residual_layers, downsample_stages, downsample:
             the conv stacks (see `tfvq.layers.ConvEncoder`).
-        quantizer: "ema", "vq", or a quantizer layer instance.
+        quantizer: a name in `tfvq.layers.QUANTIZERS` ("ema", "vq", ...), built with
+            `from_sizes(num_embeddings, embedding_dim, commitment_cost, **quantizer_options)`,
+            or a `tfvq.layers.Quantizer` instance.
         commitment_cost: beta of the commitment loss.
         decay: EMA decay (quantizer "ema").
         quantizer_options: extra keyword arguments of the quantizer (e.g. `kmeans_init`,
@@ -39,7 +46,8 @@ class VQVAE(ImageAutoencoder):
     (2, 4, 4)
     """
 
-    metric_names = ImageAutoencoder.metric_names + ("vq_loss", "perplexity", "usage")
+    # perplexity and usage follow, pooled over the pass (`CodeUsage`, added in __init__).
+    metric_names = ImageAutoencoder.metric_names + ("vq_loss",)
 
     def __init__(self, input_shape=(32, 32, 3), num_embeddings=512, embedding_dim=64,
                  hidden_channels=128, residual_channels=32, num_residual_layers=2,
@@ -55,26 +63,30 @@ class VQVAE(ImageAutoencoder):
         self.quantizer_options = dict(quantizer_options or {})
         conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
                                  num_residual_layers, residual_channels)
-        self.encoder = encoder or self._map_encoder(conv, embedding_dim)
         self.quantizer = self._make_quantizer(quantizer)
         self.quantizer_kind = quantizer if isinstance(quantizer, str) else None
+        self.encoder = encoder or self._map_encoder(conv, self.quantizer.embedding_dim)
         self.decoder = decoder or self._map_decoder(conv)
+        sizes = (self.quantizer.codebook_size, self.quantizer.num_codebooks)
+        self._trackers["perplexity"] = CodeUsage(*sizes, statistic="perplexity")
+        self._trackers["usage"] = CodeUsage(*sizes, statistic="usage")
         self._finish_init()
 
     def _make_quantizer(self, quantizer):
-        if isinstance(quantizer, keras.layers.Layer):
+        if isinstance(quantizer, Quantizer):
             return quantizer
         if quantizer not in QUANTIZERS:
             raise ValueError(
-                f"VQVAE expects quantizer in {tuple(QUANTIZERS)} or a quantizer layer; got "
-                f"{quantizer!r}"
+                f"VQVAE expects quantizer in {tuple(QUANTIZERS)} or a tfvq.layers.Quantizer "
+                f"instance; got {quantizer!r}"
             )
         options = dict(self.quantizer_options)
         if quantizer == "ema":
-            options["decay"] = self.decay
-        return QUANTIZERS[quantizer](self.num_embeddings, self.embedding_dim,
-                                     commitment_cost=self.commitment_cost, name="quantizer",
-                                     **options)
+            options.setdefault("decay", self.decay)
+        return QUANTIZERS[quantizer].from_sizes(
+            self.num_embeddings, self.embedding_dim, commitment_cost=self.commitment_cost,
+            name="quantizer", **options
+        )
 
     def encode(self, x, training=False):
         """Pre-quantization latents (B, h, w, embedding_dim)."""
@@ -94,7 +106,7 @@ class VQVAE(ImageAutoencoder):
         return ops.where(finite, latents, nan)
 
     def encode_to_indices(self, x):
-        """Code indices (B, h, w) int32."""
+        """Code indices, int32: (B, h, w), or (B, h, w, Q) for Q > 1 levels per position."""
         return self.quantizer.encode(self.encode(x))
 
     def decode(self, latents, training=False):
@@ -102,18 +114,32 @@ class VQVAE(ImageAutoencoder):
         return self.likelihood.to_image(self.decoder(latents, training=training))
 
     def decode_indices(self, indices):
-        """Images from code indices (B, h, w)."""
+        """Images from code indices, shaped as `encode_to_indices` returns them."""
         return self.decode(self.quantizer.decode(indices))
 
+    @property
+    def latent_shape(self):
+        """(h, w) of the code map of one image."""
+        return tuple(int(d) for d in ops.shape(self.encode(ops.zeros((1,) + self.image_shape)))[1:3])
+
     def sample(self, n, prior, seed=None, temperature=1.0, labels=None):
-        """`n` images decoded from code maps drawn from `prior` (a trained `PixelCNNPrior`)."""
-        shape = tuple(ops.shape(self.encode_to_indices(ops.zeros((1,) + self.image_shape)))[1:])
-        if tuple(prior.latent_shape) != shape or prior.num_embeddings != self.num_embeddings:
+        """`n` images decoded from code maps drawn from `prior` (a trained `PixelCNNPrior`).
+
+        A prior models one (h, w) map of codes. For a quantizer with several levels per
+        position (residual VQ), it models the first level, and the images are decoded from
+        that level alone (`tfvq.data.codes_dataset(..., level=0)` makes its training data).
+        """
+        shape = self.latent_shape
+        size = self.quantizer.codebook_size
+        if tuple(prior.latent_shape) != shape or prior.num_embeddings != size:
             raise ValueError(
-                f"VQVAE.sample expects a prior over {self.num_embeddings} codes on a {shape} map; "
-                f"got num_embeddings={prior.num_embeddings}, latent_shape={prior.latent_shape}"
+                f"VQVAE.sample expects a prior over the quantizer's codebook_size={size} codes "
+                f"on a {shape} map; got num_embeddings={prior.num_embeddings}, "
+                f"latent_shape={prior.latent_shape}"
             )
         codes = prior.sample(n, seed=seed, temperature=temperature, labels=labels)
+        if self.quantizer.num_codebooks > 1:
+            codes = codes[..., None]  # the first level of each position
         return self.decode_indices(codes)
 
     def call(self, inputs, training=False):
@@ -125,7 +151,7 @@ class VQVAE(ImageAutoencoder):
         output = self.decoder(info["quantized"], training=training)
         terms, _ = self._reconstruction_terms(x, output)
         loss = terms["reconstruction_loss"] + info["loss"] + self._regularization()
-        terms.update(vq_loss=info["loss"], perplexity=info["perplexity"], usage=info["usage"])
+        terms.update(vq_loss=info["loss"], perplexity=info["counts"], usage=info["counts"])
         return loss, terms
 
     def get_config(self):
