@@ -1,13 +1,14 @@
 """tfvq.layers: the reusable Keras layers (quantizers, conv blocks, colour, PixelCNN pieces)."""
 
 from tfvq.layers.conv_blocks import ConvDecoder, ConvEncoder, ResidualBlock, ResidualStack
-from tfvq.layers.quantizer import Quantizer, code_statistics
+from tfvq.layers.quantizer import CodeUsage, Quantizer, code_statistics
 from tfvq.layers.quantizers import VectorQuantizer, VectorQuantizerEMA
 
 # Quantizers by the name that `VQVAE(quantizer=...)`, the example flags and the tuning space use.
 QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
 
 __all__ = [
+    "CodeUsage",
     "ConvDecoder",
     "ConvEncoder",
     "QUANTIZERS",
