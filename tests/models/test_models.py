@@ -420,3 +420,18 @@ def test_mnist_vae_learns(mnist_data_dir):
     # Per-pixel BCE nll: untrained ~0.69 per pixel; trained clearly lower.
     assert after < 0.6 * before, (before, after)
     assert np.isfinite(history.history["val_kl_loss"][-1])
+
+
+def test_vqvae_perplexity_and_usage_pool_the_whole_pass():
+    # evaluate reports the statistics of all codes of the pass, whatever the batch size: a mean
+    # of per-batch perplexities would grow with the batch.
+    model = VQVAE(SHAPE, num_embeddings=8, embedding_dim=4, quantizer="ema", **CONV)
+    model.compile(optimizer="adam")
+    x = images(24, seed=3)
+    codes = np.asarray(model.encode_to_indices(x)).ravel()
+    p = np.bincount(codes, minlength=8) / codes.size
+    expected = np.exp(-np.sum(p[p > 0] * np.log(p[p > 0])))
+    for batch_size in (2, 24):
+        result = model.evaluate(x, batch_size=batch_size, verbose=0, return_dict=True)
+        np.testing.assert_allclose(result["perplexity"], expected, rtol=1e-5)
+        np.testing.assert_allclose(result["usage"], np.mean(p > 0), rtol=1e-6)
