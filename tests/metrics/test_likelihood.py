@@ -162,6 +162,50 @@ def test_vqvae_uniform_prior_costs_log2_k_per_position():
     assert terms["bound"] == "vqvae_prior" and terms["scale"] is None
 
 
+def test_uniform_prior_string_equals_a_uniform_pixelcnn_prior():
+    model, images = _vqvae(), _images(5)
+    by_name = bits_per_dim(model, _dataset(images), prior="uniform", return_terms=True)
+    by_prior = bits_per_dim(model, _dataset(images), prior=_uniform_prior(), return_terms=True)
+    np.testing.assert_allclose(by_name["prior_bits_per_dim"], 16 * math.log2(8) / DIMS, rtol=1e-6)
+    for key in ("bits_per_dim", "reconstruction_bits_per_dim", "prior_bits_per_dim"):
+        np.testing.assert_allclose(by_name[key], by_prior[key], rtol=1e-5)
+
+
+class _TwoLevelQuantizer(tfvq.layers.Quantizer):
+    """Two levels of 8 codes per position (as residual VQ has), from one VQ's codes."""
+
+    num_codebooks = 2
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = tfvq.layers.VectorQuantizer(8, 4)
+        self.embedding_dim, self.codebook_size = 4, 8
+
+    def call(self, x, training=False, return_info=False):
+        return self.inner(x, training=training, return_info=return_info)
+
+    def encode(self, x):
+        first = self.inner.encode(x)
+        return keras.ops.stack([first, 7 - first], axis=-1)
+
+    def decode(self, indices):
+        return self.inner.decode(indices[..., 0])
+
+
+def test_multi_level_codes_cost_the_prior_on_level_0_and_uniform_on_the_rest():
+    model = tfvq.VQVAE(SHAPE, quantizer=_TwoLevelQuantizer(), hidden_channels=4,
+                       residual_channels=2, downsample_stages=1, reconstruction_loss="logistic")
+    images = _images(5)
+    uniform = bits_per_dim(model, _dataset(images), prior="uniform", return_terms=True)
+    np.testing.assert_allclose(uniform["prior_bits_per_dim"], 16 * 2 * 3 / DIMS, rtol=1e-6)
+    prior = tfvq.PixelCNNPrior(8, (4, 4), hidden_channels=4, num_layers=1)
+    terms = bits_per_dim(model, _dataset(images), prior=prior, return_terms=True)
+    first = keras.ops.convert_to_numpy(model.encode_to_indices(images))[..., 0]
+    log_p = keras.ops.convert_to_numpy(prior.log_prob(first))
+    np.testing.assert_allclose(terms["prior_bits_per_dim"],
+                               _bits(-log_p + 16 * math.log(8)), rtol=1e-5)
+
+
 def test_vqvae_prior_term_is_the_prior_log_prob_with_labels():
     model = _vqvae()
     prior = tfvq.PixelCNNPrior(8, (4, 4), hidden_channels=4, num_layers=1, num_classes=3)
@@ -190,7 +234,9 @@ def test_max_batches_limits_the_images():
                          downsample_stages=1), {}, "an AE defines no p"),
         (lambda: _vae(reconstruction_loss="bce"), {}, "got 'bce'"),
         (_vqvae, {}, "needs prior=a PixelCNNPrior"),
-        (_vqvae, {"prior": "uniform"}, "needs prior=a PixelCNNPrior"),
+        (_vqvae, {"prior": "flat"}, "needs prior=a PixelCNNPrior.*or 'uniform'"),
+        (_vqvae, {"prior": tfvq.PixelCNNPrior(16, (4, 4), hidden_channels=4, num_layers=1)},
+         "codebook_size=8 codes; got a PixelCNNPrior with num_embeddings=16"),
         (_vae, {"prior": _uniform_prior()}, "pass prior=None"),
         (_vae, {"num_samples": 0}, "num_samples >= 1; got 0"),
         (_vae, {"scale": 0.1}, "applies to 'mse' models only"),

@@ -38,6 +38,10 @@ def bits_per_dim(model, dataset, prior=None, num_samples=1, max_batches=None, sc
       the true NLL as k grows.
     - VQ-VAE: the paper's bound -log p(x|z_q) - log p(z_q), z_q the quantized code map of x and
       p(z_q) the PixelCNN `prior`'s likelihood of it (the one-hot posterior has KL = -log p(z_q)).
+      `prior="uniform"` costs every position `quantizer.bits_per_position` =
+      `num_codebooks * log2(codebook_size)` bits, for any quantizer. With several levels per
+      position (residual VQ) a PixelCNN prior models the first level, and the later levels
+      are counted as uniform: still an upper bound.
 
     The decoder's likelihood is the model's own for `reconstruction_loss="logistic"`. For
     `"mse"` the decoder output is the mean of a discretized Gaussian whose standard deviation
@@ -49,7 +53,8 @@ def bits_per_dim(model, dataset, prior=None, num_samples=1, max_batches=None, sc
         model: a trained `tfvq.VAE` or `tfvq.VQVAE`.
         dataset: a finite batched `tf.data.Dataset` of images, or of (images, labels) (the labels
             go to a class-conditional prior).
-        prior: a `tfvq.PixelCNNPrior` over the VQ-VAE's codes (required for a VQ-VAE).
+        prior: a `tfvq.PixelCNNPrior` over the VQ-VAE's codes, or "uniform" (one of the two is
+            required for a VQ-VAE).
         num_samples: posterior samples per image for the VAE (1: ELBO; k > 1: IWAE bound).
         max_batches: evaluate only the first `max_batches` batches.
         scale: standard deviation of the discretized Gaussian for "mse" models; None fits it.
@@ -79,10 +84,17 @@ def bits_per_dim(model, dataset, prior=None, num_samples=1, max_batches=None, sc
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY and max_batches is None:
         raise ValueError("bits_per_dim expects a finite dataset, or max_batches with a repeated one")
     if isinstance(model, VQVAE):
-        if not isinstance(prior, PixelCNNPrior):
+        if not (isinstance(prior, PixelCNNPrior) or (isinstance(prior, str) and prior == "uniform")):
             raise ValueError(
-                "bits_per_dim of a VQVAE needs prior=a PixelCNNPrior over its codes (the bound "
-                f"is -log p(x|z) - log p(z)); got prior={type(prior).__name__}"
+                "bits_per_dim of a VQVAE needs prior=a PixelCNNPrior over its codes, or "
+                "'uniform' (the bound is -log p(x|z) - log p(z)); got "
+                f"prior={prior!r}"
+            )
+        size = model.quantizer.codebook_size
+        if isinstance(prior, PixelCNNPrior) and prior.num_embeddings != size:
+            raise ValueError(
+                f"bits_per_dim expects a prior over the quantizer's codebook_size={size} codes; "
+                f"got a PixelCNNPrior with num_embeddings={prior.num_embeddings}"
             )
         if num_samples != 1:
             raise ValueError(
@@ -202,10 +214,20 @@ class _Evaluator:
 
     def _vqvae_terms(self, x, labels):
         model = self.model
-        codes = model.quantizer.encode(model.encoder(x))
-        reconstruction = self._nll(x, model.decoder(model.quantizer.decode(codes)))
-        condition = labels if self.prior.num_classes is not None else None
-        prior_nll = -self.prior.log_prob(codes, labels=condition)
+        quantizer = model.quantizer
+        codes = quantizer.encode(model.encoder(x))
+        reconstruction = self._nll(x, model.decoder(quantizer.decode(codes)))
+        positions = math.prod(model.latent_shape)
+        if isinstance(self.prior, str):  # "uniform"
+            bits = positions * quantizer.bits_per_position
+            prior_nll = ops.full((ops.shape(x)[0],), bits * math.log(2.0))
+        else:
+            condition = labels if self.prior.num_classes is not None else None
+            first = codes[..., 0] if quantizer.num_codebooks > 1 else codes
+            prior_nll = -self.prior.log_prob(first, labels=condition)
+            # Later levels, which the prior does not model, at their uniform cost.
+            prior_nll += (quantizer.num_codebooks - 1) * positions * math.log(
+                quantizer.codebook_size)
         return {"reconstruction": reconstruction, "prior": prior_nll,
                 "total": reconstruction + prior_nll}
 
