@@ -3,14 +3,16 @@
 from tfvq.layers.conv_blocks import ConvDecoder, ConvEncoder, ResidualBlock, ResidualStack
 from tfvq.layers.quantizer import CodeUsage, Quantizer, code_statistics
 from tfvq.layers.quantizers import VectorQuantizer, VectorQuantizerEMA
+from tfvq.layers.fsq import FiniteScalarQuantizer
 
 # Quantizers by the name that `VQVAE(quantizer=...)`, the example flags and the tuning space use.
-QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
+QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA, "fsq": FiniteScalarQuantizer}
 
 __all__ = [
     "CodeUsage",
     "ConvDecoder",
     "ConvEncoder",
+    "FiniteScalarQuantizer",
     "QUANTIZERS",
     "Quantizer",
     "ResidualBlock",
