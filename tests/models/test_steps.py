@@ -72,3 +72,23 @@ def test_prior_metrics_pool_over_the_pass():
     expected = np.mean(np.argmax(logits, -1) == codes)
     result = model.evaluate(codes, batch_size=4, verbose=0, return_dict=True)
     np.testing.assert_allclose(result["accuracy"], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["vqvae", "colorizer"])
+def test_models_train_on_tfds_style_dict_elements(name):
+    # What tfds.load yields: uint8 images under "image", plus other features.
+    import tensorflow as tf
+
+    build, good, _ = CASES[name]
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    pixels = (good * 255).astype("uint8")
+    ds = tf.data.Dataset.from_tensor_slices(
+        {"image": pixels, "label": np.arange(len(pixels)), "id": [str(i) for i in range(len(pixels))]}
+    ).batch(4)
+    history = model.fit(ds, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    from_dict = model.evaluate(ds, verbose=0, return_dict=True)
+    from_array = model.evaluate(pixels, batch_size=4, verbose=0, return_dict=True)
+    for key, value in from_array.items():
+        np.testing.assert_allclose(from_dict[key], value, rtol=1e-5, err_msg=key)

@@ -18,6 +18,7 @@ from tfvq import losses
 from tfvq.models.pixelcnn_prior import PixelCNNPrior
 from tfvq.models.vae import VAE
 from tfvq.models.vqvae import VQVAE
+from tfvq.utils.elements import split_element
 
 _FAMILIES = {"logistic": tfd.Logistic, "mse": tfd.Normal}
 
@@ -125,7 +126,7 @@ def bits_per_dim(model, dataset, prior=None, num_samples=1, max_batches=None, sc
     evaluator = _Evaluator(model, prior, num_samples, scale, seed)
     sums, count = {}, 0
     for element in batches:
-        images, labels = _split(element)
+        images, labels = split_element(element, "bits_per_dim")
         for key, values in evaluator(images, labels).items():
             sums[key] = sums.get(key, 0.0) + float(np.sum(ops.convert_to_numpy(values)))
         count += int(images.shape[0])
@@ -144,14 +145,6 @@ def bits_per_dim(model, dataset, prior=None, num_samples=1, max_batches=None, sc
     return terms if return_terms else terms["bits_per_dim"]
 
 
-def _split(element):
-    if isinstance(element, dict):
-        return element["image"], element.get("label")
-    if isinstance(element, (tuple, list)):
-        return element[0], (element[1] if len(element) > 1 else None)
-    return element, None
-
-
 def _images(model, images):
     return ops.cast(model._images(images), "float32")
 
@@ -161,7 +154,7 @@ def _fitted_scale(model, batches, seed):
     squared, count = 0.0, 0
     generator = keras.random.SeedGenerator(seed)
     for element in batches:
-        images, _ = _split(element)
+        images, _ = split_element(element, "bits_per_dim")
         x = _images(model, images)
         if isinstance(model, VAE):
             mean, log_var = model.encode(x)

@@ -6,6 +6,7 @@ from keras import ops
 from tfvq import losses
 from tfvq.layers import ConvDecoder, ConvEncoder
 from tfvq.models.steps import SelfSupervisedModel
+from tfvq.utils.elements import split_element
 
 
 class ImageAutoencoder(SelfSupervisedModel):
@@ -107,9 +108,7 @@ class ImageAutoencoder(SelfSupervisedModel):
 
     def _images(self, data):
         """Checks and converts what a dataset yields (or what a user passes) to float images."""
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        if isinstance(x, dict):
-            raise ValueError(f"{type(self).__name__} expects images, not a dict of {list(x)}")
+        x, _ = split_element(data, type(self).__name__)
         x = ops.convert_to_tensor(x)
         dtype = keras.backend.standardize_dtype(x.dtype)
         if dtype == "uint8":

@@ -4,8 +4,9 @@ import keras
 from keras import ops
 
 from tfvq.layers import ConvDecoder, ConvEncoder, LabColorizationHead
-from tfvq.metrics.color import colorization_terms
+from tfvq.losses import colorization_terms
 from tfvq.models.base import ImageAutoencoder
+from tfvq.utils.elements import split_element
 from tfvq.utils.checks import check_int
 from tfvq.utils.colorspace import lab_to_rgb, rgb_to_lab
 
@@ -99,9 +100,7 @@ class Colorizer(ImageAutoencoder):
 
     def _pixels(self, data, argument):
         """Float images from what a user or a dataset passes, checked against input_shape."""
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        if isinstance(x, dict):
-            raise ValueError(f"Colorizer expects `{argument}` as images, not a dict of {list(x)}")
+        x, _ = split_element(data, "Colorizer")
         x = ops.convert_to_tensor(x)
         dtype = keras.backend.standardize_dtype(x.dtype)
         if dtype != "uint8" and not keras.backend.is_float_dtype(dtype):

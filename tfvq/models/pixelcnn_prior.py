@@ -13,6 +13,7 @@ from keras import ops
 
 from tfvq.layers.pixelcnn import GatedPixelCNNBlock
 from tfvq.models.steps import SelfSupervisedModel
+from tfvq.utils.elements import split_element
 
 
 def _is_concrete(tensor):
@@ -22,15 +23,11 @@ def _is_concrete(tensor):
 
 def _codes_and_labels(structure):
     """Splits codes, (codes,), (codes, labels) or {"codes": ..., "labels": ...}."""
-    if isinstance(structure, dict):
-        return structure.get("codes"), structure.get("labels")
-    if isinstance(structure, (tuple, list)):
-        if not 1 <= len(structure) <= 2:
-            raise ValueError(
-                f"PixelCNNPrior expects codes or (codes, labels); got {len(structure)} items"
-            )
-        return structure[0], (structure[1] if len(structure) == 2 else None)
-    return structure, None
+    if isinstance(structure, (tuple, list)) and not 1 <= len(structure) <= 2:
+        raise ValueError(
+            f"PixelCNNPrior expects codes or (codes, labels); got {len(structure)} items"
+        )
+    return split_element(structure, "PixelCNNPrior", keys=("codes",))
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
