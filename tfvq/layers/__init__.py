@@ -4,15 +4,18 @@ from tfvq.layers.conv_blocks import ConvDecoder, ConvEncoder, ResidualBlock, Res
 from tfvq.layers.quantizer import CodeUsage, Quantizer, code_statistics
 from tfvq.layers.quantizers import VectorQuantizer, VectorQuantizerEMA
 from tfvq.layers.fsq import FiniteScalarQuantizer
+from tfvq.layers.lfq import LookupFreeQuantizer
 
 # Quantizers by the name that `VQVAE(quantizer=...)`, the example flags and the tuning space use.
-QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA, "fsq": FiniteScalarQuantizer}
+QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA, "fsq": FiniteScalarQuantizer,
+              "lfq": LookupFreeQuantizer}
 
 __all__ = [
     "CodeUsage",
     "ConvDecoder",
     "ConvEncoder",
     "FiniteScalarQuantizer",
+    "LookupFreeQuantizer",
     "QUANTIZERS",
     "Quantizer",
     "ResidualBlock",
