@@ -23,6 +23,8 @@ class AE(ImageAutoencoder):
             the conv stacks (see `tfvq.layers.ConvEncoder`).
         data_variance, data_range, encoder, decoder: see `ImageAutoencoder`.
 
+    `encode` gives (B, latent_dim) vectors, or (B, h, w, latent_channels) maps.
+
     Example:
     >>> a = AE(input_shape=(28, 28, 1), latent_dim=16, hidden_channels=8, residual_channels=4)
     >>> tuple(a.encode(keras.ops.zeros((2, 28, 28, 1))).shape)
@@ -49,19 +51,11 @@ class AE(ImageAutoencoder):
             self.decoder = decoder or self._vector_decoder(conv)
         self._finish_init()
 
-    def encode(self, x, training=False):
-        """Latents: (B, latent_dim), or a map (B, h, w, latent_channels)."""
-        return self.encoder(self._images(x), training=training)
-
-    def decode(self, latents, training=False):
-        """Images from latents."""
-        return self.likelihood.to_image(self.decoder(latents, training=training))
-
     def call(self, inputs, training=False):
         return self.decode(self.encode(inputs, training=training), training=training)
 
     def _loss_terms(self, x, training):
-        output = self.decoder(self.encoder(x, training=training), training=training)
+        output = self.decoder(self._encode(x, training), training=training)
         terms, _ = self._reconstruction_terms(x, output)
         return terms["reconstruction_loss"] + self._regularization(), terms
 

@@ -104,6 +104,20 @@ class ImageAutoencoder(SelfSupervisedModel):
             name="decoder",
         )
 
+    # Encoding and decoding ---------------------------------------------------------------
+
+    def encode(self, x, training=False):
+        """Latents of images `x` (checked and scaled as `fit` does); their form is the model's."""
+        return self._encode(self._images(x), training)
+
+    def decode(self, latents, training=False):
+        """Images in [0, 1] from latents."""
+        return self.likelihood.to_image(self.decoder(latents, training=training))
+
+    def _encode(self, x, training):
+        """The latents of checked images: the encoder's output unless a model says otherwise."""
+        return self.encoder(x, training=training)
+
     # Inputs ------------------------------------------------------------------------------
 
     def _images(self, data):

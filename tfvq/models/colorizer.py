@@ -163,6 +163,12 @@ class Colorizer(ImageAutoencoder):
             )
         return self.head(features, training=training)
 
+    def encode(self, x, training=False):
+        raise NotImplementedError(
+            "Colorizer is no autoencoder: it maps lightness to colour; use predict_ab or call")
+
+    decode = encode
+
     def predict_ab(self, images, training=False):
         """Predicted ab `(B, H, W, 2)` of RGB (or L) images, in ab units."""
         return self.head.decode(self._head_outputs(self._lightness(images), training))

@@ -30,6 +30,8 @@ class VAE(ImageAutoencoder):
         data_variance, data_range, encoder, decoder: see `ImageAutoencoder`; a custom encoder
             must output 2 * latent_dim values (mean, log-variance).
 
+    `encode` gives the posterior's (mean, log_var), each (B, latent_dim).
+
     Example:
     >>> v = VAE(input_shape=(28, 28, 1), latent_dim=2, hidden_channels=8, residual_channels=4)
     >>> tuple(v.sample(3, seed=0).shape)
@@ -58,14 +60,10 @@ class VAE(ImageAutoencoder):
         self.decoder = decoder or self._vector_decoder(conv)
         self._finish_init()
 
-    def encode(self, x, training=False):
+    def _encode(self, x, training):
         """Posterior parameters: (mean, log_var), each (B, latent_dim)."""
-        mean, log_var = ops.split(self.encoder(self._images(x), training=training), 2, axis=-1)
+        mean, log_var = ops.split(self.encoder(x, training=training), 2, axis=-1)
         return mean, log_var
-
-    def decode(self, z, training=False):
-        """Images from latents (B, latent_dim)."""
-        return self.likelihood.to_image(self.decoder(z, training=training))
 
     def sample(self, n, seed=None):
         """`n` images decoded from prior samples z ~ N(0, I)."""
@@ -82,7 +80,7 @@ class VAE(ImageAutoencoder):
         return mean + ops.exp(0.5 * log_var) * noise
 
     def _loss_terms(self, x, training):
-        mean, log_var = ops.split(self.encoder(x, training=training), 2, axis=-1)
+        mean, log_var = self._encode(x, training)
         mean, log_var = ops.cast(mean, "float32"), ops.cast(log_var, "float32")
         output = self.decoder(self._reparameterize(mean, log_var), training=training)
         terms, nll = self._reconstruction_terms(x, output, reduce=ops.sum)

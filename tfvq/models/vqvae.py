@@ -88,11 +88,7 @@ class VQVAE(ImageAutoencoder):
             name="quantizer", **options
         )
 
-    def encode(self, x, training=False):
-        """Pre-quantization latents (B, h, w, embedding_dim)."""
-        return self._latents(self._images(x), training)
-
-    def _latents(self, x, training):
+    def _encode(self, x, training):
         """The encoder's output, all NaN for an image that holds a non-finite pixel.
 
         IEEE arithmetic would carry the NaN through on its own, but CPU kernels do not always:
@@ -108,10 +104,6 @@ class VQVAE(ImageAutoencoder):
     def encode_to_indices(self, x):
         """Code indices, int32: (B, h, w), or (B, h, w, Q) for Q > 1 levels per position."""
         return self.quantizer.encode(self.encode(x))
-
-    def decode(self, latents, training=False):
-        """Images from (quantized) latents (B, h, w, embedding_dim)."""
-        return self.likelihood.to_image(self.decoder(latents, training=training))
 
     def decode_indices(self, indices):
         """Images from code indices, shaped as `encode_to_indices` returns them."""
@@ -147,7 +139,7 @@ class VQVAE(ImageAutoencoder):
         return self.decode(self.quantizer(latents, training=training), training=training)
 
     def _loss_terms(self, x, training):
-        info = self.quantizer(self._latents(x, training), training=training, return_info=True)
+        info = self.quantizer(self._encode(x, training), training=training, return_info=True)
         output = self.decoder(info["quantized"], training=training)
         terms, _ = self._reconstruction_terms(x, output)
         loss = terms["reconstruction_loss"] + info["loss"] + self._regularization()
