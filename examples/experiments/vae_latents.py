@@ -96,7 +96,7 @@ def main(argv):
                 "test_psnr": metrics["psnr"],
                 "test_ssim": metrics["ssim"],
                 "test_kl_nats": float(evaluation["kl_loss"]),
-                "test_bce_per_image_nats": float(evaluation["reconstruction_loss"]),
+                "test_bce_per_image_nats": float(evaluation["reconstruction_nll"]),
                 "final_train_loss": float(history["loss"][-1]),
                 "parameters": model.count_params(),
                 "train_seconds": round(train_s, 1),

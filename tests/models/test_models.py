@@ -198,12 +198,15 @@ def test_vae_loss_is_negative_elbo():
     model = BUILDERS["vae_mse"]()
     x = images(4)
     loss, terms = model._loss_terms(tf.constant(x), training=False)
-    # The VAE's reconstruction_loss is the per-image nll (summed over pixels); loss = nll + KL.
+    # loss = per-image nll (summed over pixels) + KL; reconstruction_loss is that nll per value,
+    # the unit AE's and VQ-VAE's reconstruction_loss have.
     np.testing.assert_allclose(
-        float(loss), float(terms["reconstruction_loss"]) + float(terms["kl_loss"]), rtol=1e-5)
+        float(loss), float(terms["reconstruction_nll"]) + float(terms["kl_loss"]), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["reconstruction_loss"]),
+                               float(terms["reconstruction_nll"]) / np.prod(SHAPE), rtol=1e-6)
     model.beta = 0.0
     loss0, terms0 = model._loss_terms(tf.constant(x), training=False)
-    np.testing.assert_allclose(float(loss0), float(terms0["reconstruction_loss"]), rtol=1e-6)
+    np.testing.assert_allclose(float(loss0), float(terms0["reconstruction_nll"]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["ae_vector", "vae_bce", "vqvae_ema"])

@@ -113,7 +113,7 @@ def test_tuner_hyperparameters_override_and_are_checked(tmp_path):
     ({"downsample_stages": [1, 2, 3]}, r"downsample_stages=3"),
     ({"downsample_stages": {"min_value": 1, "max_value": 4}}, r"downsample_stages=3"),
     ({"downsample": "pooling"}, r"downsample='pooling'.*expected one of"),
-    ({"quantizer": ["vq", "fsq"]}, r"quantizer='fsq'"),
+    ({"quantizer": ["vq", "kmeans"]}, r"quantizer='kmeans'.*one of \(.*'ema'"),
     ({"hidden_channels": [0, 8]}, r"hidden_channels=0 .*an int >= 1"),
     ({"hidden_channels": [8.5, 16.0]}, r"hidden_channels=8.5"),
     ({"learning_rate": -1e-3}, r"learning_rate=-0.001 .*> 0"),

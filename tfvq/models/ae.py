@@ -10,7 +10,7 @@ from tfvq.utils.checks import check_int
 class AE(ImageAutoencoder):
     """Plain autoencoder: conv encoder to a flat vector or a latent map, conv decoder back.
 
-    The baseline of the seed experiments (seed 004 compares MSE vs BCE and pooling modes). With
+    The baseline of the AE-design experiment (MSE vs BCE, stride vs pooling). With
     `latent_dim` the latent is a vector (a dense layer after the conv stack); with
     `latent_dim=None` it is the conv map itself, with `latent_channels` channels.
 

@@ -10,7 +10,7 @@ from tfvq.models.vqvae import VQVAE
 def interpolate(model, x1, x2, steps=8):
     """Decodes points evenly spaced on the line between the latents of `x1` and `x2`.
 
-    AE: its latent; VAE: the posterior means (seed 003's face blending); VQ-VAE: the continuous
+    AE: its latent; VAE: the posterior means (e.g. to blend faces); VQ-VAE: the continuous
     pre-quantization latents, quantized before decoding, so every step is a valid code map.
     The first and last steps are the model's reconstructions of `x1` and `x2`.
 

@@ -13,9 +13,11 @@ class VAE(ImageAutoencoder):
     """Conv VAE: Gaussian posterior q(z|x), N(0, I) prior, a chosen pixel likelihood.
 
     "Auto-Encoding Variational Bayes", Kingma and Welling 2014; `beta` weights the KL term
-    (beta-VAE, Higgins et al. 2017; seed 001 uses 0.5). The loss is the negative ELBO per image,
+    (beta-VAE, Higgins et al. 2017). The loss is the negative ELBO per image,
     `E_q[-log p(x|z)] + beta * KL(q(z|x) || N(0, I))`, with one reparameterised sample, the
-    reconstruction term summed over pixels. With `reconstruction_loss="logistic"` (a discretized
+    reconstruction term summed over pixels. `fit` reports that term per image as
+    `reconstruction_nll` and, like every tfvq model, per value (divided by H * W * C) as
+    `reconstruction_loss`; `kl_loss` is per image. With `reconstruction_loss="logistic"` (a discretized
     logistic over 256 levels; data in [0, 1]) `bits_per_dim` is the ELBO's bound on
     -log2 p(x) per dimension: an upper bound on the true bits/dim (at beta = 1).
 
@@ -38,7 +40,7 @@ class VAE(ImageAutoencoder):
     (3, 28, 28, 1)
     """
 
-    metric_names = ImageAutoencoder.metric_names + ("kl_loss",)
+    metric_names = ImageAutoencoder.metric_names + ("reconstruction_nll", "kl_loss")
 
     def __init__(self, input_shape=(28, 28, 1), latent_dim=2, beta=1.0, reconstruction_loss="bce",
                  hidden_channels=32, residual_channels=16, num_residual_layers=1,
@@ -84,6 +86,11 @@ class VAE(ImageAutoencoder):
         mean, log_var = ops.cast(mean, "float32"), ops.cast(log_var, "float32")
         output = self.decoder(self._reparameterize(mean, log_var), training=training)
         terms, nll = self._reconstruction_terms(x, output, reduce=ops.sum)
+        # One unit for every model's reconstruction_loss (per value); the ELBO's per-image
+        # terms keep names of their own.
+        terms["reconstruction_nll"] = ops.mean(nll)
+        terms["reconstruction_loss"] = terms["reconstruction_nll"] / losses.num_dims(
+            self.image_shape)
         kl = losses.gaussian_kl(mean, log_var)
         loss = ops.mean(nll + self.beta * kl) + self._regularization()
         terms["kl_loss"] = ops.mean(kl)
