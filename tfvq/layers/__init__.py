@@ -5,10 +5,11 @@ from tfvq.layers.quantizer import CodeUsage, Quantizer, code_statistics
 from tfvq.layers.quantizers import VectorQuantizer, VectorQuantizerEMA
 from tfvq.layers.fsq import FiniteScalarQuantizer
 from tfvq.layers.lfq import LookupFreeQuantizer
+from tfvq.layers.residual import ResidualVectorQuantizer
 
 # Quantizers by the name that `VQVAE(quantizer=...)`, the example flags and the tuning space use.
 QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA, "fsq": FiniteScalarQuantizer,
-              "lfq": LookupFreeQuantizer}
+              "lfq": LookupFreeQuantizer, "rvq": ResidualVectorQuantizer}
 
 __all__ = [
     "CodeUsage",
@@ -19,6 +20,7 @@ __all__ = [
     "QUANTIZERS",
     "Quantizer",
     "ResidualBlock",
+    "ResidualVectorQuantizer",
     "ResidualStack",
     "VectorQuantizer",
     "VectorQuantizerEMA",

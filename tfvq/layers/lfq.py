@@ -112,7 +112,8 @@ class LookupFreeQuantizer(Quantizer):
                             ("diversity_gamma", diversity_gamma)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
                 raise ValueError(f"LookupFreeQuantizer expects {name} >= 0; got {value!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
+        bad = isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
+        if bad or not temperature > 0:
             raise ValueError(f"LookupFreeQuantizer expects temperature > 0; got {temperature!r}")
         self.embedding_dim = int(embedding_dim)
         self.entropy_weight = float(entropy_weight)
@@ -125,7 +126,8 @@ class LookupFreeQuantizer(Quantizer):
     @classmethod
     def from_sizes(cls, codebook_size, embedding_dim=None, commitment_cost=0.25, **options):
         """`embedding_dim = log2(codebook_size)`; the `embedding_dim` passed is ignored."""
-        bits = math.log2(codebook_size) if isinstance(codebook_size, numbers.Integral) and codebook_size > 1 else 0.5
+        integral = isinstance(codebook_size, numbers.Integral) and not isinstance(codebook_size, bool)
+        bits = math.log2(codebook_size) if integral and codebook_size > 1 else 0.5
         if not float(bits).is_integer():
             raise ValueError(
                 f"LookupFreeQuantizer expects codebook_size a power of 2 (2^embedding_dim, at "
