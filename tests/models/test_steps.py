@@ -92,3 +92,21 @@ def test_models_train_on_tfds_style_dict_elements(name):
     from_array = model.evaluate(pixels, batch_size=4, verbose=0, return_dict=True)
     for key, value in from_array.items():
         np.testing.assert_allclose(from_dict[key], value, rtol=1e-5, err_msg=key)
+
+
+def test_float_images_out_of_range_warn_once():
+    model = CASES["vqvae"][0]()
+    model.compile(optimizer="adam")
+    good = CASES["vqvae"][1]
+    with pytest.warns(UserWarning, match=r"expects float images in \[0, 1\].*got values in "
+                                         r"\[\d.*, 2\d\d.*\]"):
+        model.fit(good * 255.0, batch_size=4, epochs=1, verbose=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per model: not again
+        model.evaluate(good * 255.0, batch_size=4, verbose=0)
+        fresh = CASES["vqvae"][0]()
+        fresh.compile(optimizer="adam")
+        fresh.fit(good, batch_size=4, epochs=1, verbose=0)  # [0, 1]: no warning
+        fresh.fit((good * 255).astype("uint8"), batch_size=4, epochs=1, verbose=0)

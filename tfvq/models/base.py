@@ -1,6 +1,9 @@
 """What AE, VAE and VQ-VAE share: input checks, loss terms, metrics, train and test steps."""
 
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 from tfvq import losses
@@ -117,6 +120,49 @@ class ImageAutoencoder(SelfSupervisedModel):
     def _encode(self, x, training):
         """The latents of checked images: the encoder's output unless a model says otherwise."""
         return self.encoder(x, training=training)
+
+    # Range check -------------------------------------------------------------------------
+
+    def fit(self, x=None, *args, **kwargs):
+        self._warn_if_out_of_range(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._warn_if_out_of_range(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._warn_if_out_of_range(x)
+        return super().predict(x, *args, **kwargs)
+
+    def _warn_if_out_of_range(self, x):
+        """Warns once per model when float arrays given to fit/evaluate/predict leave [0, 1].
+
+        A VQ-VAE fed 0..255 floats trains with a loss in the tens of thousands and no other
+        sign of the mistake. Arrays are checked (min and max, one pass); datasets are not, since
+        reading one batch ahead can cost a shuffle buffer of decoded images.
+        """
+        if getattr(self, "_range_warned", False):
+            return
+        try:
+            import tensorflow as tf
+
+            if isinstance(x, tf.data.Dataset):
+                return
+            images, _ = split_element(x, type(self).__name__)
+            array = np.asarray(images)
+        except (ValueError, TypeError):
+            return
+        if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
+            return
+        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        if low < -1e-3 or high > 1.0 + 1e-3:
+            self._range_warned = True
+            warnings.warn(
+                f"{type(self).__name__} expects float images in [0, 1] (or uint8 in 0..255); got "
+                f"values in [{low:.4g}, {high:.4g}]. Divide by 255, or pass uint8 images.",
+                stacklevel=3,
+            )
 
     # Inputs ------------------------------------------------------------------------------
 

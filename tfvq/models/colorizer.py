@@ -163,6 +163,12 @@ class Colorizer(ImageAutoencoder):
             )
         return self.head(features, training=training)
 
+    def _warn_if_out_of_range(self, x):
+        # L alone (one channel) lies in [0, 100]; only RGB is held to [0, 1].
+        images, _ = split_element(x, "Colorizer")
+        if getattr(images, "shape", (None,))[-1] == 3:
+            super()._warn_if_out_of_range(x)
+
     def encode(self, x, training=False):
         raise NotImplementedError(
             "Colorizer is no autoencoder: it maps lightness to colour; use predict_ab or call")
