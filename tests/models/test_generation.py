@@ -74,3 +74,21 @@ def test_vqvae_sample_checks_the_prior_against_the_quantizer_not_num_embeddings(
                         seed=0).shape == (2, 16, 16, 1)
     with pytest.raises(ValueError, match="codebook_size=16"):
         model.sample(1, tfvq.PixelCNNPrior(512, (4, 4), hidden_channels=8, num_layers=1))
+
+
+def test_residual_vqvae_samples_from_a_prior_over_its_first_level():
+    import tensorflow as tf
+
+    model = tfvq.VQVAE((16, 16, 1), quantizer="rvq", num_embeddings=8, embedding_dim=4,
+                       quantizer_options={"num_quantizers": 2}, hidden_channels=8,
+                       residual_channels=4, num_residual_layers=1)
+    images = tf.data.Dataset.from_tensor_slices(np.random.rand(6, 16, 16, 1).astype("float32"))
+    codes = np.concatenate(list(tfvq.data.codes.codes_dataset(model, images.batch(3))
+                                .as_numpy_iterator()))
+    np.testing.assert_array_equal(codes, np.asarray(model.encode_to_indices(
+        np.stack(list(images.as_numpy_iterator()))))[..., 0])
+    prior = tfvq.PixelCNNPrior(8, (4, 4), hidden_channels=8, num_layers=1)
+    samples = keras.ops.convert_to_numpy(model.sample(2, prior, seed=1))
+    first = prior.sample(2, seed=1)
+    np.testing.assert_allclose(
+        samples, keras.ops.convert_to_numpy(model.decode_indices(first[..., None])), atol=1e-6)

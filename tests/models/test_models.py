@@ -438,3 +438,42 @@ def test_vqvae_perplexity_and_usage_pool_the_whole_pass():
         result = model.evaluate(x, batch_size=batch_size, verbose=0, return_dict=True)
         np.testing.assert_allclose(result["perplexity"], expected, rtol=1e-5)
         np.testing.assert_allclose(result["usage"], np.mean(p > 0), rtol=1e-6)
+
+
+# The quantizer family inside VQVAE: the model reads only the Quantizer interface.
+
+FAMILY = {
+    "fsq": dict(quantizer="fsq", num_embeddings=2**8),  # levels (8, 6, 5): 3 channels
+    "lfq": dict(quantizer="lfq", num_embeddings=2**6),  # 6 bits: 6 channels
+    "rvq": dict(quantizer="rvq", num_embeddings=8, quantizer_options={"num_quantizers": 3}),
+    "cosine": dict(quantizer="vq", num_embeddings=8, quantizer_options={"distance": "cosine"}),
+    "factorized": dict(quantizer="ema", num_embeddings=8, quantizer_options={"codebook_dim": 2}),
+    "rotation": dict(quantizer="ema", num_embeddings=8,
+                     quantizer_options={"gradient": "rotation"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_every_quantizer_trains_saves_and_resumes_in_vqvae(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = VQVAE(SHAPE, embedding_dim=4, **FAMILY[name], **CONV)
+    quantizer = model.quantizer
+    # The encoder's width follows the quantizer, whatever embedding_dim says.
+    assert model.encode(images(2)).shape[-1] == quantizer.embedding_dim
+    codes = np.asarray(model.encode_to_indices(images(3)))
+    levels = () if quantizer.num_codebooks == 1 else (quantizer.num_codebooks,)
+    assert codes.shape == (3, 4, 4) + levels
+    assert 0 <= codes.min() and codes.max() < quantizer.codebook_size
+    assert model.decode_indices(codes).shape == (3,) + SHAPE
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(images(16), batch_size=8, epochs=4, verbose=0, shuffle=False)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    assert 0 < history.history["usage"][-1] <= 1
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded.quantizer) is type(quantizer)
+    np.testing.assert_array_equal(loaded.predict(images(3), verbose=0),
+                                  model.predict(images(3), verbose=0))
+    np.testing.assert_array_equal(np.asarray(loaded.encode_to_indices(images(3))),
+                                  np.asarray(model.encode_to_indices(images(3))))
