@@ -1,12 +1,13 @@
-"""tfvq.data: tensorflow-datasets image pipelines and the transforms they are built from.
+"""tfvq.data: image pipelines (tensorflow-datasets or a folder of files) and their transforms.
 
 Example:
     >>> import tfvq
     >>> train = tfvq.data.load("cifar10", "train", batch_size=128, normalize="centered")
     >>> variance = tfvq.data.pixel_variance("cifar10", normalize="centered")
+    >>> photos = tfvq.data.load("photos/", "train[:90%]", 32, image_size=128, augment="crop")
 """
 
-from tfvq.data import transforms
+from tfvq.data import folders, transforms
 from tfvq.data.loading import (
     NORMALIZATIONS,
     DataNotFoundError,
@@ -37,6 +38,7 @@ __all__ = [
     "IMAGENET_STD",
     "NORMALIZATIONS",
     "filter_min_size",
+    "folders",
     "from_centered",
     "info",
     "load",

@@ -1,24 +1,27 @@
-"""tensorflow-datasets image pipelines: `load`, `pixel_variance` and `info`.
+"""Image pipelines from tensorflow-datasets or a folder of files: `load`, `pixel_variance`, `info`.
 
 The pipeline decodes each image once, optionally resizes it, and caches the uint8 result in
 memory (filled by `load` itself); every epoch then only shuffles, batches, and runs one
 vectorised map per batch (random crop and flip, channels, normalisation) before prefetching, so
-that the input pipeline keeps ahead of the training step. Only images of varying size (ImageNet)
-are cropped one by one, before batching.
+that the input pipeline keeps ahead of the training step. Only images of varying size (ImageNet,
+most folders) are cropped one by one, before batching.
+
+Where the examples come from is one `_Source`: a tfds builder, or a folder scanned and decoded
+by `tfvq.data.folders`; everything from the min-size filter on is the same code for both.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tfvq.data import transforms
+from tfvq.data import folders, transforms
 
 __all__ = ["DataNotFoundError", "DatasetInfo", "NORMALIZATIONS", "info", "load", "pixel_variance"]
 
@@ -50,19 +53,20 @@ class DataNotFoundError(FileNotFoundError):
 
 
 class DatasetInfo(NamedTuple):
-    """What `info` reports about a tfds image dataset.
+    """What `info` reports about a tfds image dataset or an image folder.
 
     Attributes:
-        name: tfds name, e.g. "cifar10".
-        version: prepared (or default) version, e.g. "3.0.2".
+        name: tfds name, e.g. "cifar10", or the folder's path.
+        version: prepared (or default) version, e.g. "3.0.2"; None for a folder.
         image_shape: (height, width, channels); None for sizes that vary between images.
         num_examples: {split name: number of examples}; empty when the data is not prepared.
-        class_names: label names, or None when the dataset has no class label.
-        data_dir: the data dir the builder looked in.
+            For a folder, the readable images of each split.
+        class_names: label names (a folder's class subfolders), or None when there are none.
+        data_dir: the data dir the builder looked in, or the folder.
     """
 
     name: str
-    version: str
+    version: str | None
     image_shape: tuple
     num_examples: dict
     class_names: list | None
@@ -75,7 +79,14 @@ def _resolve_data_dir(data_dir: str | None) -> str | None:
 
 
 def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-    return tfds.builder(name, data_dir=_resolve_data_dir(data_dir))
+    try:
+        return tfds.builder(name, data_dir=_resolve_data_dir(data_dir))
+    except ValueError as err:  # tfds' DatasetNotFoundError, or a name it cannot parse
+        reason = str(err).splitlines()[0]
+        raise ValueError(
+            f"name={name!r} is neither a directory (from {os.getcwd()!r}) nor a "
+            f"tensorflow-datasets name: {reason}"
+        ) from err
 
 
 def _feature_keys(features: tfds.features.FeaturesDict) -> tuple[str, str | None]:
@@ -87,20 +98,73 @@ def _feature_keys(features: tfds.features.FeaturesDict) -> tuple[str, str | None
     return image_key, ("label" if "label" in features else None)
 
 
-def info(name: str, data_dir: str | None = None) -> DatasetInfo:
-    """Shape, sizes and class names of a tfds image dataset, without reading any example.
+_ON_ERROR = ("skip", "raise")
+
+
+def _folder(name) -> str | None:
+    """The directory `name` names, or None for a tfds name.
+
+    An existing directory is a folder; anything else spelled like a path (a path object,
+    absolute, "./", "../", "~", a trailing "/") fails here with a clear error rather than in
+    tfds' name parser.
+    """
+    path = os.path.expanduser(os.fspath(name))
+    if os.path.isdir(path):
+        return path
+    spelled_as_path = (
+        isinstance(name, os.PathLike)
+        or os.path.isabs(path)
+        or path.startswith(("./", "../"))
+        or path.endswith(os.sep)
+        or str(name).startswith("~")
+    )
+    if not spelled_as_path:
+        return None
+    if os.path.exists(path):
+        raise ValueError(f"name must be a tfds dataset name or a directory; got file {path!r}")
+    raise DataNotFoundError(f"No directory {path!r} (name={name!r} reads as a path)")
+
+
+def _check_on_error(on_error):
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"on_error must be one of {_ON_ERROR}; got {on_error!r}")
+
+
+def info(name, data_dir: str | None = None, *, on_error: str = "skip") -> DatasetInfo:
+    """Shape, sizes and class names of a tfds image dataset or of an image folder.
+
+    A tfds dataset is described without reading any example; a folder is scanned (each file
+    decoded once, remembered for `load` and `pixel_variance`), see `load` for its layout.
 
     Args:
-        name: tfds dataset name, e.g. "cifar10".
-        data_dir: TFDS data dir; defaults to $TFDS_DATA_DIR, then tfds' own default.
+        name: tfds dataset name, e.g. "cifar10", or a directory of image files.
+        data_dir: TFDS data dir; defaults to $TFDS_DATA_DIR, then tfds' own default. Unused
+            for folders.
+        on_error: for folders, "skip" warns once about files that are not readable images,
+            "raise" raises a ValueError naming the first.
 
     Returns:
-        A `DatasetInfo`.
+        A `DatasetInfo`. For a folder: version None, image_shape None unless every image has
+        one size, channels as `load(channels=None)` would give them.
 
     Example:
         >>> tfvq.data.info("mnist").image_shape
         (28, 28, 1)
     """
+    _check_on_error(on_error)
+    path = _folder(name)
+    if path is not None:
+        scanned = folders.scan(path)
+        folders.report_bad(scanned, set(scanned.split_names), on_error, f"tfvq.data.info({path!r})")
+        shape = folders.common_shape(scanned.images, scanned.channels)
+        return DatasetInfo(
+            name=path,
+            version=None,
+            image_shape=None if None in shape else shape,
+            num_examples={s: len(scanned.split(s)) for s in scanned.split_names},
+            class_names=list(scanned.class_names) if scanned.class_names else None,
+            data_dir=path,
+        )
     builder = _builder(name, data_dir)
     features = builder.info.features
     image_key, label_key = _feature_keys(features)
@@ -193,12 +257,106 @@ def _seed(ex, salt):
     return tf.stack([ex["random"], tf.constant(salt, tf.int64)])
 
 
+class _Source(NamedTuple):
+    """Where `_pipeline`'s examples come from: a tfds builder or a scanned folder.
+
+    Attributes:
+        name: for messages, e.g. "'cifar10'" or "folder '/data/photos'".
+        image_shape: (H, W, C) of the images `read` yields, None where sizes vary.
+        read: read(shuffle, seed) -> dataset of {"image": uint8 (H, W, C)[, "label"]}; it
+            shuffles file order only (examples are shuffled by the pipeline).
+        num_examples: examples `read` yields, None when unknown.
+        pixels: H * W of each example in order, when known (folders), to size the cache.
+        channels_done: the images already have the requested channels.
+    """
+
+    name: str
+    image_shape: tuple
+    read: Callable[[bool, int | None], tf.data.Dataset]
+    num_examples: int | None
+    pixels: np.ndarray | None = None
+    channels_done: bool = False
+
+
+def _tfds_source(name, split, data_dir, download, with_labels) -> _Source:
+    builder = _builder(name, data_dir)
+    image_key, label_key = _feature_keys(builder.info.features)
+    if with_labels and label_key is None:
+        raise ValueError(f"with_labels=True but {name!r} has no 'label' feature")
+    try:
+        num = builder.info.splits[split].num_examples
+    except (KeyError, ValueError):  # split sizes unknown (e.g. under tfds.testing.mock_data)
+        num = None
+
+    def select(example):
+        out = {"image": example[image_key]}
+        if with_labels:
+            out["label"] = example[label_key]
+        return out
+
+    def read(shuffle, seed):
+        # tfds' own autocache (of encoded records) is off: the pipeline caches decoded images.
+        ds = _read_examples(builder, split, bool(shuffle), seed, download, autocache=False)
+        return ds.map(select, num_parallel_calls=AUTOTUNE)
+
+    return _Source(repr(name), builder.info.features[image_key].shape, read, num)
+
+
+def _folder_source(path, split, with_labels, min_size, channels, on_error, caller) -> _Source:
+    scanned = folders.scan(path)
+    files, splits = folders.select(scanned, split)
+    folders.report_bad(scanned, splits, on_error, caller)
+    if with_labels:
+        if scanned.class_names is None:
+            raise ValueError(
+                f"with_labels=True but folder {path!r} has no class subfolders to take labels "
+                f"from (expected <split folder>/<class>/<image files>)"
+            )
+        loose = [f.path for f in files if f.label < 0]
+        if loose:
+            raise ValueError(
+                f"with_labels=True but {len(loose)} images of folder {path!r} lie outside the "
+                f"class subfolders {list(scanned.class_names)}, e.g. {loose[0]!r}"
+            )
+    if min_size:
+        # The scan knows every size, so small images are not even decoded; the pipeline's own
+        # filter then keeps them all.
+        files = [f for f in files if f.height >= min_size and f.width >= min_size]
+    channels = channels or scanned.channels
+    shape = folders.common_shape(files, channels)
+    return _Source(
+        name=f"folder {path!r}",
+        image_shape=shape,
+        read=lambda shuffle, seed: folders.dataset(files, channels, with_labels, shuffle, seed,
+                                                   shape),  # fmt: skip
+        num_examples=len(files),
+        pixels=folders.pixel_counts(files),
+        channels_done=True,
+    )
+
+
+def _source(name, split, data_dir, download, with_labels, min_size, channels, on_error, caller):
+    path = _folder(name)
+    if path is None:
+        return _tfds_source(name, split, data_dir, download, with_labels)
+    return _folder_source(path, split, with_labels, min_size, channels, on_error, caller)
+
+
+def _cache_bytes(source, cached_shape, max_examples) -> float:
+    """Bytes of the decoded uint8 images the cache would hold (inf when unknown)."""
+    num = source.num_examples
+    if num is not None and max_examples:
+        num = min(num, max_examples)
+    if None in cached_shape and source.pixels is not None:
+        return float(source.pixels[:max_examples or None].sum()) * cached_shape[-1]
+    return _estimated_bytes(num, cached_shape)
+
+
 def _pipeline(
+    source: _Source,
     *,
-    name,
     split,
     batch_size,
-    data_dir,
     image_size,
     normalize,
     augment,
@@ -206,7 +364,6 @@ def _pipeline(
     shuffle,
     seed,
     cache,
-    download,
     min_size,
     channels,
     shuffle_buffer,
@@ -215,51 +372,34 @@ def _pipeline(
 ) -> tf.data.Dataset:
     """`load`'s pipeline; `max_examples` (for `pixel_variance`) keeps the first examples only."""
     normalizer = _normalizer(normalize)
-    builder = _builder(name, data_dir)
-    image_key, label_key = _feature_keys(builder.info.features)
-    if with_labels and label_key is None:
-        raise ValueError(f"with_labels=True but {name!r} has no 'label' feature")
+    name = source.name
     if shuffle is None:
         shuffle = str(split).startswith("train")
-    image_shape = builder.info.features[image_key].shape
+    image_shape = source.image_shape
     augmentations = _augmentations(augment, image_shape)
     out_size = transforms._as_size(image_size) if image_size is not None else None
     if "crop" in augmentations and out_size is None:
         if None in image_shape:
-            raise ValueError(f"augment with 'crop' on {name!r} needs image_size; got None")
+            raise ValueError(f"augment with 'crop' on {name} needs image_size; got None")
         out_size = tuple(image_shape[:2])
     if batch_size and out_size is None and None in image_shape:
         raise ValueError(
-            f"{name!r} has images of varying size {image_shape}: pass image_size to batch them"
+            f"{name} has images of varying size {image_shape}: pass image_size to batch them"
         )
 
-    # tfds' own autocache (of encoded records) is off: the cache below holds decoded images.
-    ds = _read_examples(builder, split, bool(shuffle), seed, download, autocache=False)
+    ds = source.read(bool(shuffle), seed)
     cached_shape = image_shape
     if out_size is not None and "crop" not in augmentations:
         cached_shape = (*out_size, image_shape[-1])
     if cache is True:
-        try:
-            num = builder.info.splits[split].num_examples
-        except (KeyError, ValueError):  # split sizes unknown (e.g. under tfds.testing.mock_data)
-            num = None
-        if num is not None and max_examples:
-            num = min(num, max_examples)
-        cache = _estimated_bytes(num, cached_shape) <= _MAX_CACHE_BYTES
+        cache = _cache_bytes(source, cached_shape, max_examples) <= _MAX_CACHE_BYTES
         if not cache:
             logging.warning(
-                "tfvq.data.load(%r, %r): not caching in memory, the decoded images may take "
+                "tfvq.data.load(%s, %r): not caching in memory, the decoded images may take "
                 "more than %d GiB (pass cache=PATH to cache on disk, or cache=False).",
                 name, split, _MAX_CACHE_BYTES // 2**30,
             )  # fmt: skip
 
-    def select(example):
-        out = {"image": example[image_key]}
-        if with_labels:
-            out["label"] = example[label_key]
-        return out
-
-    ds = ds.map(select, num_parallel_calls=AUTOTUNE)
     if min_size:
         ds = ds.filter(transforms.filter_min_size(min_size))
     if max_examples:
@@ -300,7 +440,8 @@ def _pipeline(
             image = transforms.random_resized_crop(image, out_size, seed=_seed(ex, 0))
         if "flip" in augmentations:
             image = transforms.random_flip(image, seed=_seed(ex, 1))
-        image = _convert_channels(image, channels)
+        if not source.channels_done:
+            image = _convert_channels(image, channels)
         if normalizer is not None:
             image = normalizer(image)
         return (image, ex["label"]) if with_labels else image
@@ -310,7 +451,7 @@ def _pipeline(
 
 
 def load(
-    name: str,
+    name,
     split: str = "train",
     batch_size: int | None = 128,
     data_dir: str | None = None,
@@ -327,26 +468,36 @@ def load(
     channels: int | None = None,
     shuffle_buffer: int = 10_000,
     drop_remainder: bool = False,
+    on_error: str = "skip",
 ) -> tf.data.Dataset:
-    """A batched, prefetched `tf.data.Dataset` of images from tensorflow-datasets.
+    """A batched, prefetched `tf.data.Dataset` of images from tensorflow-datasets or a folder.
 
     Works for any tfds dataset with an image feature (`cifar10`, `mnist`, `fashion_mnist`,
     `lfw`, `imagenet2012`, ...). Nothing is downloaded unless `download=True`, so offline use
     fails fast with `DataNotFoundError` rather than hanging.
 
+    `name` may instead be a directory: its JPEG, PNG (8 or 16 bit), BMP, GIF (first frame) and
+    WebP files, found recursively, in sorted path order. If it holds `train`, `test` or
+    `validation` folders, those are the splits; otherwise all of it is "train". Each split's
+    subfolders are the classes (labels index the sorted folder names). Every file is decoded
+    once up front (remembered while the folder is unchanged); files that do not decode, and
+    other files (e.g. .txt; hidden files aside), are skipped with one warning naming them.
+
     Args:
-        name: tfds dataset name.
-        split: tfds split, slices included ("train[:1000]", "test[50%:]").
+        name: tfds dataset name, or a directory (str or path) of image files.
+        split: split, slices included ("train[:1000]", "test[50%:]", "train[-500:]"); on a
+            folder they slice its readable images in sorted order, as tfds would.
         batch_size: examples per batch; None for unbatched examples.
         data_dir: TFDS data dir; defaults to $TFDS_DATA_DIR, then tfds' default
-            (~/tensorflow_datasets).
+            (~/tensorflow_datasets). Unused for folders.
         image_size: int or (height, width) to resize to (bilinear, antialiased); required for
             datasets whose images vary in size.
         normalize: "unit" ([0, 1]), "centered" ([-0.5, 0.5], Sonnet's VQ-VAE recipe),
             "imagenet" (ImageNet mean/std), "lab" (CIE L*a*b*), or None (uint8 as stored).
         augment: False; True for a horizontal flip, plus a random resized crop (scale 0.2-1,
             square) on datasets of varying image size; or "crop", "flip", or both in a tuple.
-        with_labels: yield (image, label) instead of images alone.
+        with_labels: yield (image, label) instead of images alone (a folder's labels are
+            int64 class indices; lfw's are the people's names, as strings).
         shuffle: shuffle files and examples; defaults to True for "train..." splits only.
         cache: True caches the decoded (and resized) uint8 images in memory when they take at
             most 4 GiB; a path caches them in files there; False re-reads every epoch. `load`
@@ -354,37 +505,55 @@ def load(
         seed: makes shuffling and augmentation reproducible.
         download: let tfds download and prepare missing data.
         min_size: drop images whose height or width is below this, before resizing.
-        channels: None keeps the stored channels; 3 turns grayscale into RGB, 1 RGB into gray.
+        channels: None keeps the stored channels (for a folder: 3 if any of its images is
+            stored in colour, GIFs included, else 1); 3 turns grayscale into RGB, 1 RGB into
+            gray. Alpha channels of a folder's images are dropped.
         shuffle_buffer: examples in the shuffle buffer.
         drop_remainder: drop the last incomplete batch (static batch shape).
+        on_error: for folders, "skip" skips unreadable files with one warning, "raise"
+            raises a ValueError naming the first.
 
     Returns:
         `tf.data.Dataset` of (B, H, W, C) float32 images (uint8 when normalize=None), or of
         (images, labels) pairs.
 
     Raises:
-        DataNotFoundError: the data is not prepared in the data dir and download=False.
+        DataNotFoundError: the data is not prepared in the data dir and download=False, or
+            a path-like `name` is not a directory.
+        ValueError: an unknown split (naming the available ones), or a bad argument.
 
     Example:
         >>> train = tfvq.data.load("cifar10", "train", batch_size=128, normalize="centered")
         >>> images = next(iter(train))  # (128, 32, 32, 3) float32 in [-0.5, 0.5]
+        >>> photos = tfvq.data.load("photos/", "train[:90%]", 32, image_size=128,
+        ...                         augment="crop", min_size=32, with_labels=True)
     """
+    _normalizer(normalize)
+    _check_on_error(on_error)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be None, 1 or 3; got {channels!r}")
+    source = _source(name, split, data_dir, download, with_labels, min_size, channels, on_error,
+                     f"tfvq.data.load({name!r}, {split!r})")  # fmt: skip
     return _pipeline(
-        name=name, split=split, batch_size=batch_size, data_dir=data_dir, image_size=image_size,
-        normalize=normalize, augment=augment, with_labels=with_labels, shuffle=shuffle,
-        seed=seed, cache=cache, download=download, min_size=min_size, channels=channels,
-        shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder,
+        source, split=split, batch_size=batch_size, image_size=image_size, normalize=normalize,
+        augment=augment, with_labels=with_labels, shuffle=shuffle, seed=seed, cache=cache,
+        min_size=min_size, channels=channels, shuffle_buffer=shuffle_buffer,
+        drop_remainder=drop_remainder,
     )  # fmt: skip
 
 
 def pixel_variance(
-    name: str,
+    name,
     split: str = "train",
     data_dir: str | None = None,
     normalize: str | None = "unit",
     max_examples: int | None = None,
     image_size=None,
     batch_size: int = 1000,
+    *,
+    min_size: int | None = None,
+    channels: int | None = None,
+    on_error: str = "skip",
 ) -> float:
     """Variance of all pixel values of a split after normalisation, in one streaming pass.
 
@@ -393,13 +562,16 @@ def pixel_variance(
     float64 (Chan et al.'s parallel formula), so no pass needs the whole split in memory.
 
     Args:
-        name: tfds dataset name.
-        split: tfds split or slice.
+        name: tfds dataset name, or a directory of image files (as in `load`).
+        split: split or slice.
         data_dir: TFDS data dir; defaults to $TFDS_DATA_DIR.
         normalize: as in `load`.
         max_examples: use only the first this many examples.
-        image_size: resize first, for datasets of varying image size.
+        image_size: resize first; without it, images of varying size are read one by one.
         batch_size: examples per streamed batch.
+        min_size: as in `load`.
+        channels: as in `load`.
+        on_error: as in `load`.
 
     Returns:
         The variance as a Python float.
@@ -407,12 +579,18 @@ def pixel_variance(
     Example:
         >>> var = tfvq.data.pixel_variance("cifar10", normalize="centered")  # about 0.063
     """
+    _normalizer(normalize)
+    _check_on_error(on_error)
+    source = _source(name, split, data_dir, False, False, min_size, channels, on_error,
+                     f"tfvq.data.pixel_variance({name!r}, {split!r})")  # fmt: skip
+    if image_size is None and None in source.image_shape:
+        batch_size = None  # sizes vary: merge image by image rather than refuse to batch
     # No cache: one pass only, and a split that would not fit in memory must still stream.
     ds = _pipeline(
-        name=name, split=split, batch_size=batch_size, data_dir=data_dir, image_size=image_size,
-        normalize=normalize, augment=False, with_labels=False, shuffle=False, seed=None,
-        cache=False, download=False, min_size=None, channels=None, shuffle_buffer=0,
-        drop_remainder=False, max_examples=max_examples,
+        source, split=split, batch_size=batch_size, image_size=image_size, normalize=normalize,
+        augment=False, with_labels=False, shuffle=False, seed=None, cache=False,
+        min_size=min_size, channels=channels, shuffle_buffer=0, drop_remainder=False,
+        max_examples=max_examples,
     )  # fmt: skip
     count, mean, m2 = 0, 0.0, 0.0
     for images in ds.as_numpy_iterator():
