@@ -138,18 +138,17 @@ def weights_fingerprint(model):
 
 
 def _splits(info, eval_examples):
-    """Train and test splits: the dataset's own, or 95% / 5% of a folder that has no test."""
+    """Train and test splits: the dataset's own, or the last images of a folder without test."""
     for name in ("test", "validation"):
         if name in info.num_examples:
-            train, test = "train", name
-            break
-    else:
-        train, test = "train[:95%]", "train[95%:]"
-        logging.info("%s has no test split: training on %s, evaluating on %s", info.name,
-                     train, test)
-    if eval_examples and "[" not in test:
-        test = f"{test}[:{eval_examples}]"
-    return train, test
+            test = f"{name}[:{eval_examples}]" if eval_examples else name
+            return "train", test
+    total = info.num_examples.get("train", 0)
+    held = min(eval_examples or max(1, total // 10), total - 1)
+    if held < 1:
+        raise ValueError(f"{info.name!r} holds {total} image(s): too few to train and evaluate")
+    logging.info("%s has no test split: evaluating on its last %d images", info.name, held)
+    return f"train[:-{held}]", f"train[-{held}:]"
 
 
 def _data(config):
@@ -173,7 +172,7 @@ def _data(config):
     train = tfvq.data.load(config.dataset, train_split, config.batch_size, seed=config.seed,
                            drop_remainder=True, augment=augment, **common)
     test = tfvq.data.load(config.dataset, test_split, 256, **common)
-    return image_shape, variance, train, test
+    return image_shape, variance, train, test, (train_split, test_split)
 
 
 def train_and_evaluate(config, workdir):
@@ -204,7 +203,7 @@ def train_and_evaluate(config, workdir):
     logging.info("Strategy %s with %d replica(s)", type(strategy).__name__,
                  strategy.num_replicas_in_sync)
 
-    image_shape, variance, train, test = _data(config)
+    image_shape, variance, train, test, (train_split, test_split) = _data(config)
     samples = next(iter(test))[:16]
     steps = config.steps_per_epoch or None
     if steps:
@@ -246,6 +245,8 @@ def train_and_evaluate(config, workdir):
         "model": config.model,
         "dataset": config.dataset,
         "image_shape": list(image_shape),
+        "train_split": train_split,
+        "test_split": test_split,
         "test": {key: float(np.mean(value)) for key, value in results.items()},
         "data_variance": variance,
         "steps": steps_run,

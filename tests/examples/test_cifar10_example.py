@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "cifar10.py"
@@ -92,3 +93,52 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir):
                     for out in outputs]
     assert fingerprints[0] == [("0", metrics["weights_sha256"])], outputs[0][-2000:]
     assert fingerprints[1] == [("1", metrics["weights_sha256"])], outputs[1][-2000:]
+
+
+def _example_module():
+    """examples/cifar10.py imported in-process, once (its absl flags are defined at import)."""
+    import importlib.util
+
+    name = "tfvq_example_cifar10"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _photo_folder(root):
+    """Real photos at mixed sizes in two class folders, one file broken."""
+    from PIL import Image
+    from skimage import data
+
+    photos = {"cat": data.chelsea(), "coffee": data.coffee()}
+    for label, photo in photos.items():
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            top, left, side = 10 * i, 15 * i, 120 + 20 * i
+            crop = Image.fromarray(photo[top:top + side, left:left + int(side * 1.3)])
+            crop.save(root / label / f"{i}.jpg", quality=90)
+    (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    Image.fromarray(data.camera()[:10, :10]).save(root / "cat" / "tiny.png")  # < min_size
+    return root
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_on_a_folder_in_process(tmp_path):
+    example = _example_module()
+    folder = _photo_folder(tmp_path / "photos")
+    config = example.Config(
+        dataset=str(folder), image_size=32, min_size=32, augment="crop", epochs=1,
+        steps_per_epoch=3, batch_size=4, hidden_channels=8, residual_channels=4,
+        num_residual_layers=1, num_embeddings=16, embedding_dim=4, jit_compile=False,
+        eval_examples=4,
+    )
+    with pytest.warns(UserWarning, match="1 of"):
+        metrics = example.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["image_shape"] == [32, 32, 3]
+    assert metrics["steps"] == 3 and np.isfinite(metrics["test"]["mse"])
+    assert metrics["test_split"] == "train[-4:]" and metrics["train_split"] == "train[:-4]"
+    for name in ("metrics.json", "reconstructions.png", "model.keras"):
+        assert (tmp_path / "run" / name).stat().st_size > 0, name
