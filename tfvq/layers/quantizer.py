@@ -162,7 +162,7 @@ class CodeUsage(keras.metrics.Metric):
         return perplexity if self.statistic == "perplexity" else usage
 
     def reset_state(self):
-        self.counts.assign(ops.zeros_like(self.counts))
+        self.counts.assign(ops.zeros(self.counts.shape, self.counts.dtype))
 
     def get_config(self):
         return {**super().get_config(), "codebook_size": self.codebook_size,

@@ -289,7 +289,7 @@ class _VectorQuantizerBase(Quantizer):
         if self.distance == "cosine":
             values = _l2_normalize(values)
         self.codebook.assign(values)
-        self.initialized.assign(ops.ones_like(self.initialized))
+        self.initialized.assign(ops.ones(self.initialized.shape, self.initialized.dtype))
 
     def call(self, inputs, training=False, return_info=False):
         z, valid = self._search_space(inputs)
@@ -401,24 +401,31 @@ class _VectorQuantizerBase(Quantizer):
 
     def _maybe_kmeans_init(self, flat, num_vectors, finite):
         """On the first non-empty, finite training batch, replaces the codebook by k-means."""
-        run = ops.logical_and(self.initialized < 0.5, num_vectors > 0)
+        # Variables are read into tensors before any op: JAX (0.7 and later) refuses a Keras
+        # variable as a `jnp.where` operand ("Triggering __jax_array__() during
+        # abstractification is no longer supported").
+        initialized = ops.convert_to_tensor(self.initialized)
+        run = ops.logical_and(initialized < 0.5, num_vectors > 0)
         run = ops.logical_and(run, finite)  # k-means of NaNs is NaN
         current = ops.convert_to_tensor(self.codebook)
-        centroids = ops.cond(
-            run, lambda: self._kmeans(flat, num_vectors), lambda: current
-        )
-        self.codebook.assign(centroids)
-        if hasattr(self, "ema_dw"):
-            # One pseudo-observation of each centroid, as at construction.
-            self.ema_dw.assign(ops.where(run, centroids, self.ema_dw))
-            self.cluster_size.assign(ops.where(run, 1.0, self.cluster_size))
-        self.initialized.assign(ops.where(run, 1.0, self.initialized))
-
-    def _kmeans(self, flat, num_vectors):
-        """Lloyd's k-means in the search space (spherical k-means for cosine codes)."""
+        # The seeds are drawn outside the branch: a SeedGenerator advanced inside `jax.lax.cond`
+        # would leak the branch's tracer into its state variable.
         rows = keras.random.randint(
             (self.num_embeddings,), 0, ops.maximum(num_vectors, 1), seed=self.seed_generator
         )
+        centroids = ops.cond(run, lambda: self._kmeans(flat, rows), lambda: current)
+        self.codebook.assign(centroids)
+        if hasattr(self, "ema_dw"):
+            # One pseudo-observation of each centroid, as at construction.
+            self.ema_dw.assign(ops.where(run, centroids, ops.convert_to_tensor(self.ema_dw)))
+            self.cluster_size.assign(
+                ops.where(run, 1.0, ops.convert_to_tensor(self.cluster_size))
+            )
+        self.initialized.assign(ops.where(run, 1.0, initialized))
+
+    def _kmeans(self, flat, rows):
+        """Lloyd's k-means in the search space (spherical k-means for cosine codes), started
+        from the batch rows `rows`."""
         # A zero row past the batch keeps the gather in range (and XLA's shapes known) when
         # the batch is empty; k-means then does not run, but XLA compiles it all the same.
         padded = ops.concatenate([flat, ops.zeros((1, self._code_dim), flat.dtype)], axis=0)
