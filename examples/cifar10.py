@@ -9,6 +9,9 @@ Writes into --output_dir: metrics.json, reconstructions.png, training_curves.png
 TensorBoard logs (logs/), the model (model.keras). Run it again with the same --output_dir after
 an interruption and it resumes from the last finished epoch (BackupAndRestore).
 
+A folder without a `test/` subfolder is evaluated on its last `--eval_examples` images in
+sorted order (a tenth by default): with class subfolders, mostly the last class.
+
 Under `--strategy=multiworker` every worker runs the same program (TF_CONFIG says which one it
 is): all of them train and evaluate, since those steps are collectives, and the chief alone
 writes files. `train_and_evaluate(config, workdir)` is the whole job, for tests and notebooks.
