@@ -26,11 +26,10 @@ import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from flops import train_step_flops  # noqa: E402
-from memory import peak_memory_mib, status_kib  # noqa: E402
-from peak import Peak  # noqa: E402
+# Siblings in benchmarks/, which Python puts first on the path when this script runs.
+from flops import train_step_flops
+from memory import peak_memory_mib, status_kib
+from peak import Peak
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")

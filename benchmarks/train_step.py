@@ -22,17 +22,14 @@ only the time this process ran and is the steadier figure of the two.
 its own `tf.function`.
 """
 
-import os
 import statistics
-import sys
 import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from flops import model_flops, train_step_flops  # noqa: E402
-from peak import Peak  # noqa: E402
+# Siblings in benchmarks/, which Python puts first on the path when this script runs.
+from flops import model_flops, train_step_flops
+from peak import Peak
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds (peak, then every variant).")

@@ -96,7 +96,7 @@ def main(argv):
     best = tfvq.tuning.write_best_hyperparameters(
         tuner, os.path.join(FLAGS.directory, "best_hyperparameters.json"))
     rows = tfvq.tuning.write_trials_csv(tuner, os.path.join(FLAGS.directory, "trials.csv"))
-    tfvq.tuning.plot_search(tuner, path=os.path.join(FLAGS.directory, "search.png"))
+    tfvq.plots.search_results(tuner, path=os.path.join(FLAGS.directory, "search.png"))
 
     # Retrain the best configuration from scratch, for as long as a trial could train.
     best_trial = tuner.oracle.get_best_trials(1)[0]

@@ -30,6 +30,7 @@ __all__ = [
     "interpolation_strip",
     "latent_scatter",
     "reconstruction_grid",
+    "search_results",
     "training_curves",
 ]
 
@@ -552,5 +553,61 @@ def codebook_usage(
         f"perplexity {perplexity:.1f} of {num_embeddings}, "
         f"dead codes {dead} ({100 * dead / num_embeddings:.1f}%)"
     )
+    fig.tight_layout()
+    return _finish(fig, path, dpi)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hyperparameter search
+
+
+def search_results(tuner, figsize=(6.0, 4.0), dpi=_DPI, path=None):
+    """Draws a search's objective against parameter count, one point per completed trial.
+
+    Points are coloured by step time, so the cheapest of the good models stand out, and the
+    best trial is starred.
+
+    Args:
+        tuner: a keras-tuner `Tuner` (or its oracle) after a search, e.g. from
+            `tfvq.tuning.search`.
+        figsize: (width, height) in inches.
+        dpi: resolution of the saved PNG.
+        path: where to write a PNG, if given.
+
+    Returns:
+        A `matplotlib.figure.Figure` of `figsize` inches.
+    """
+    # Imported here so that `tfvq.plots` does not load keras-tuner; a caller holding a tuner
+    # has loaded it already.
+    from tfvq.tuning.results import trials_table
+
+    oracle = getattr(tuner, "oracle", tuner)
+    name = oracle.objective.name
+    rows = [r for r in trials_table(oracle)
+            if r["status"] == "COMPLETED" and r[name] is not None and r["parameters"] is not None
+            and math.isfinite(r[name])]
+    if not rows:
+        raise ValueError("search_results: the search has no completed trial with a score to plot")
+    params = np.array([r["parameters"] for r in rows], dtype=float)
+    scores = np.array([r[name] for r in rows], dtype=float)
+    times = np.array([np.nan if r["step_time"] is None else r["step_time"] * 1e3 for r in rows])
+    best = int(np.argmax(scores) if oracle.objective.direction == "max" else np.argmin(scores))
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    ax = fig.subplots()
+    points = ax.scatter(params, scores, c=times, cmap="viridis", s=36, edgecolors="k",
+                        linewidths=0.5)
+    fig.colorbar(points, ax=ax, label="step time (ms)")
+    ax.scatter(params[best:best + 1], scores[best:best + 1], marker="*", s=260,
+               facecolors="none", edgecolors="red", linewidths=1.5,
+               label=f"best: trial {rows[best]['trial_id']}")
+    if params.max() / max(params.min(), 1) > 20:
+        ax.set_xscale("log")
+    ax.margins(0.1)
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(f"{name} ({oracle.objective.direction})")
+    ax.set_title(f"{len(rows)} trials")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="best")
     fig.tight_layout()
     return _finish(fig, path, dpi)

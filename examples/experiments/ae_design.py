@@ -82,7 +82,7 @@ def main(argv):
             rows.append(recon[:8])
             names.append(name)
 
-    images = np.concatenate([common.to_unit(r) if r.dtype == np.uint8 else r for r in rows])
+    images = np.concatenate([np.asarray(tfvq.data.to_unit(r)) for r in rows])
     titles = [n if i % 8 == 0 else "" for n in names for i in range(8)]
     tfvq.plots.image_grid(images, nrows=len(rows), titles=titles, cell_size=1.0,
                           title=f"{FLAGS.dataset} test images and their reconstructions",

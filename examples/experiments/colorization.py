@@ -57,9 +57,7 @@ def main(argv):
                 f"--rebalance_examples={FLAGS.rebalance_examples}", f"--seed={FLAGS.seed}"]
         if FLAGS.data_dir:
             args.append(f"--data_dir={FLAGS.data_dir}")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [common._ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-        subprocess.run(args, check=True, env=env)
+        subprocess.run(args, check=True)  # the child imports the same installed tfvq
         with open(os.path.join(out, "metrics.json")) as f:
             metrics = json.load(f)
         # The gray baseline does not depend on the head: one row, from the first run.

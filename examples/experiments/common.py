@@ -1,8 +1,11 @@
 """What the seed-experiment scripts share: data as arrays, training, image metrics, k-NN, JSON.
 
-Every script in this folder imports this module (`import common`), trains through plain
-`model.fit`, and ends with `write_results`, which adds the command line, the wall time and the
-machine to the JSON so that a number in the README can always be traced to the run it came from.
+Every script in this folder imports this module (`import common`: Python puts a script's own
+folder first on its path, so no path edit is needed, and tfvq comes from the installed package),
+trains through plain `model.fit`, and ends with `write_results`, which adds the command line,
+the wall time and the machine to the JSON so that a number in the README can always be traced
+to the run it came from. Image scaling and PSNR are tfvq's own (`tfvq.data.to_unit`,
+`tfvq.losses.psnr`), so the experiments measure what the library computes.
 """
 
 import json
@@ -16,10 +19,8 @@ import numpy as np
 # Scripts import this module first: wall times count from here, TensorFlow's import included.
 _STARTED = time.time()
 
-# Importable as `common` from the scripts, and tfvq importable from a source checkout.
+# The repository root: the command in results.json is written relative to it.
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if _ROOT not in sys.path:
-    sys.path.insert(1, _ROOT)
 
 
 class Run:
@@ -151,10 +152,6 @@ def fit_steps(model, images, steps, batch_size, seed=0, learning_rate=1e-3, labe
     return history.history
 
 
-def to_unit(images):
-    return images.astype(np.float32) / 255.0
-
-
 # ----------------------------------------------------------------------------------------------
 # Metrics
 
@@ -171,10 +168,12 @@ def image_metrics(originals, reconstructions):
     """Mean MSE, PSNR (dB, data range 1) and SSIM (tf.image.ssim) of [0, 1] images."""
     import tensorflow as tf
 
-    x = to_unit(originals) if originals.dtype == np.uint8 else originals.astype(np.float32)
+    import tfvq
+
+    x = np.asarray(tfvq.data.to_unit(originals))
     y = np.clip(reconstructions.astype(np.float32), 0.0, 1.0)
-    mse = np.mean(np.square(x - y), axis=(1, 2, 3))
-    psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+    mse = np.asarray(tfvq.losses.mean_squared_error(x, y))
+    psnr = np.asarray(tfvq.losses.psnr(x, y))
     ssim = np.concatenate([tf.image.ssim(x[i:i + 500], y[i:i + 500], max_val=1.0).numpy()
                            for i in range(0, len(x), 500)])
     return {"mse": float(mse.mean()), "psnr": float(psnr.mean()), "ssim": float(ssim.mean())}
@@ -182,7 +181,9 @@ def image_metrics(originals, reconstructions):
 
 def binary_cross_entropy(originals, reconstructions, eps=1e-6):
     """Mean per-pixel BCE of [0, 1] targets under [0, 1] predictions, in nats."""
-    x = to_unit(originals)
+    import tfvq
+
+    x = np.asarray(tfvq.data.to_unit(originals), np.float64)
     y = np.clip(reconstructions.astype(np.float64), eps, 1.0 - eps)
     return float(np.mean(-(x * np.log(y) + (1.0 - x) * np.log(1.0 - y))))
 

@@ -67,7 +67,7 @@ def main(argv):
     train_x, _ = common.load_arrays("cifar10", "train", FLAGS.data_dir, FLAGS.train_examples)
     test_x, _ = common.load_arrays("cifar10", "test", FLAGS.data_dir, FLAGS.test_examples)
     shape = train_x.shape[1:]
-    variance = float(np.var(common.to_unit(train_x[:10000])))
+    variance = float(np.var(np.asarray(tfvq.data.to_unit(train_x[:10000]))))
     conv = dict(hidden_channels=FLAGS.hidden_channels, residual_channels=FLAGS.residual_channels,
                 num_residual_layers=FLAGS.num_residual_layers, downsample_stages=2)
     code_side = shape[0] // 4
@@ -141,7 +141,7 @@ def main(argv):
         results[name] = entry
         models[name] = model
 
-    images = np.concatenate([common.to_unit(r) if r.dtype == np.uint8 else r for r in rows])
+    images = np.concatenate([np.asarray(tfvq.data.to_unit(r)) for r in rows])
     names = ["original"] + list(FLAGS.models)
     titles = [n if i == 0 else "" for n in names for i in range(10)]
     # A figure title also leaves room above the first row's label.

@@ -1,5 +1,6 @@
 """The seed-experiment scripts at a tiny setting: each runs and writes its JSON and figures."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,8 +17,8 @@ EXPERIMENTS = ROOT / "examples" / "experiments"
 
 
 def _run(script, output_dir, *args, data_dir=None):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # tfvq comes from the installed package (pip install -e), as for a user running the script.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, str(EXPERIMENTS / f"{script}.py"), f"--output_dir={output_dir}",
                *args]
     if data_dir is not None:
@@ -120,11 +121,11 @@ def test_colorization(tmp_path, cifar10_data_dir):
 def test_knn_accuracy_matches_brute_force():
     import numpy as np
 
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        import common
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
+    # Loaded from its file, under a private name, so that no path edit is needed and nothing
+    # else called `common` is shadowed.
+    spec = importlib.util.spec_from_file_location("_experiments_common", EXPERIMENTS / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
     rng = np.random.default_rng(0)
     train_z, test_z = rng.normal(size=(200, 3)), rng.normal(size=(50, 3))
     train_y, test_y = rng.integers(0, 4, 200), rng.integers(0, 4, 50)

@@ -61,7 +61,7 @@ def test_best_hyperparameters_follow_the_objective_direction(oracle, tmp_path):
 
 def test_search_plot_is_written(oracle, tmp_path):
     path = tmp_path / "search.png"
-    fig = tfvq.tuning.plot_search(oracle, path=path)
+    fig = tfvq.plots.search_results(oracle, path=path)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "parameters"
     assert ax.get_ylabel() == "val_psnr (max)"
@@ -76,4 +76,4 @@ def test_plot_refuses_a_search_without_scores(tmp_path):
     oracle = kt.oracles.RandomSearchOracle(objective="val_loss", max_trials=1)
     oracle._set_project_dir(str(tmp_path), "empty")
     with pytest.raises(ValueError, match="no completed trial"):
-        tfvq.tuning.plot_search(oracle)
+        tfvq.plots.search_results(oracle)

@@ -23,10 +23,17 @@ import numpy as np
 from keras import ops
 
 from tfvq import losses
+# The per-batch terms live in tfvq.losses, which the Colorizer reports while training (models
+# may not import metrics); they are re-exported here, beside the dataset-level scores.
+from tfvq.losses import (
+    DEFAULT_THRESHOLDS,
+    _pixel_auc,
+    _rgb,
+    _thresholds,
+    ab_distance,
+    colorization_terms,
+)
 from tfvq.utils.colorspace import lab_to_rgb, rgb_to_lab
-
-# Zhang et al. 2016 sweep the threshold over 0..150 ab units.
-DEFAULT_THRESHOLDS = np.arange(151, dtype="float32")
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -38,39 +45,6 @@ __all__ = [
     "colorization_terms",
     "gray_colorization",
 ]
-
-
-def _thresholds(thresholds):
-    t = np.asarray(DEFAULT_THRESHOLDS if thresholds is None else thresholds, dtype="float64")
-    if t.ndim != 1 or len(t) < 2 or np.any(np.diff(t) <= 0):
-        raise ValueError(
-            "ab_accuracy_auc expects `thresholds`, a 1-D increasing sequence of at least 2 "
-            f"values; got {np.asarray(thresholds).tolist()!r}"
-        )
-    return t
-
-
-def _ab_pair(ab_true, ab_pred, fn):
-    ab_true = ops.cast(ops.convert_to_tensor(ab_true), "float32")
-    ab_pred = ops.cast(ops.convert_to_tensor(ab_pred), "float32")
-    for name, value in (("ab_true", ab_true), ("ab_pred", ab_pred)):
-        if value.shape[-1] is not None and value.shape[-1] != 2:
-            raise ValueError(
-                f"{fn} expects `{name}` whose last axis holds (a, b), size 2; got shape "
-                f"{tuple(value.shape)}"
-            )
-    if tuple(ab_true.shape) != tuple(ab_pred.shape):
-        raise ValueError(
-            f"{fn} expects `ab_true` and `ab_pred` of the same shape; got "
-            f"{tuple(ab_true.shape)} and {tuple(ab_pred.shape)}"
-        )
-    return ab_true, ab_pred
-
-
-def ab_distance(ab_true, ab_pred):
-    """Euclidean distance in the ab plane per pixel: `(..., 2)` -> `(...)`."""
-    ab_true, ab_pred = _ab_pair(ab_true, ab_pred, "ab_distance")
-    return ops.sqrt(ops.sum(ops.square(ab_true - ab_pred), axis=-1))
 
 
 def ab_error(ab_true, ab_pred):
@@ -94,22 +68,6 @@ def ab_accuracy(ab_true, ab_pred, thresholds=None):
     return ops.mean(hits, axis=0)
 
 
-def _pixel_auc(distance, thresholds):
-    """Each pixel's contribution to the normalised AuC, so that their mean is the AuC.
-
-    The trapezoid rule gives AuC = sum_i w_i acc(t_i) / (t_n - t_0) with w_i the trapezoid
-    weights; acc(t_i) is the mean of [d <= t_i], so a pixel contributes the summed weights of
-    the thresholds at or above its distance. That is a suffix sum picked by `searchsorted`,
-    which needs O(pixels) memory instead of the (pixels, thresholds) table of comparisons.
-    """
-    gaps = np.diff(thresholds)
-    weights = np.concatenate([[gaps[0]], gaps[:-1] + gaps[1:], [gaps[-1]]]) / 2.0
-    suffix = np.append(np.cumsum(weights[::-1])[::-1], 0.0) / (thresholds[-1] - thresholds[0])
-    d = ops.reshape(distance, (-1,))
-    first_reached = ops.searchsorted(ops.convert_to_tensor(thresholds, "float32"), d, side="left")
-    return ops.take(ops.convert_to_tensor(suffix, "float32"), first_reached)
-
-
 def ab_accuracy_auc(ab_true, ab_pred, thresholds=None):
     """Area under the `ab_accuracy` curve, normalised to [0, 1] (Zhang et al. 2016's AuC).
 
@@ -128,49 +86,6 @@ def ab_accuracy_auc(ab_true, ab_pred, thresholds=None):
     """
     t = _thresholds(thresholds)
     return ops.mean(_pixel_auc(ab_distance(ab_true, ab_pred), t))
-
-
-def _rgb(images, argument):
-    images = ops.convert_to_tensor(images)
-    dtype = keras.backend.standardize_dtype(images.dtype)
-    if dtype == "uint8":
-        images = ops.cast(images, "float32") / 255.0
-    elif not keras.backend.is_float_dtype(dtype):
-        raise ValueError(
-            f"colorization metrics expect `{argument}` as float RGB in [0, 1] or uint8; got "
-            f"dtype {dtype}"
-        )
-    if len(images.shape) != 4 or images.shape[-1] != 3:
-        raise ValueError(
-            f"colorization metrics expect `{argument}` of shape (batch, height, width, 3); got "
-            f"shape {tuple(images.shape)}"
-        )
-    return ops.cast(images, "float32")
-
-
-def colorization_terms(rgb_true, rgb_pred, thresholds=None):
-    """Batch means of the colorization metrics, from true and predicted RGB images.
-
-    Args:
-        rgb_true, rgb_pred: `(B, H, W, 3)` RGB images, float in [0, 1] or uint8.
-        thresholds: see `ab_accuracy_auc`.
-
-    Returns:
-        Dict of scalars: `psnr` (dB, mean over images), `ab_error` (mean ab distance over
-        pixels) and `ab_auc` (normalised raw-accuracy AuC over pixels).
-    """
-    rgb_true, rgb_pred = _rgb(rgb_true, "rgb_true"), _rgb(rgb_pred, "rgb_pred")
-    if tuple(rgb_true.shape) != tuple(rgb_pred.shape):
-        raise ValueError(
-            "colorization metrics expect `rgb_true` and `rgb_pred` of the same shape; got "
-            f"{tuple(rgb_true.shape)} and {tuple(rgb_pred.shape)}"
-        )
-    d = ab_distance(rgb_to_lab(rgb_true)[..., 1:], rgb_to_lab(rgb_pred)[..., 1:])
-    return {
-        "psnr": ops.mean(losses.psnr(rgb_true, rgb_pred)),
-        "ab_error": ops.mean(d),
-        "ab_auc": ops.mean(_pixel_auc(d, _thresholds(thresholds))),
-    }
 
 
 def gray_colorization(images):

@@ -23,7 +23,13 @@ def interpolate(model, x1, x2, steps=8):
         (steps, H, W, C) images for single images, (B, steps, H, W, C) for batches.
 
     Example:
-    >>> strip = interpolate(model, images[0], images[1], steps=8)   # doctest: +SKIP
+    >>> model = tfvq.VAE((16, 16, 1), latent_dim=2, hidden_channels=8, residual_channels=4)
+    >>> images = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 1)).astype("float32")
+    >>> strip = interpolate(model, images[0], images[1], steps=8)
+    >>> tuple(strip.shape)
+    (8, 16, 16, 1)
+    >>> tuple(interpolate(model, images, images[::-1], steps=3).shape)   # batches
+    (2, 3, 16, 16, 1)
     """
     if not isinstance(model, (AE, VAE, VQVAE)):
         raise ValueError(f"interpolate expects an AE, VAE or VQVAE; got {type(model).__name__}")

@@ -2,8 +2,16 @@
 
 Example:
     >>> from tfvq.training import default_callbacks
-    >>> callbacks = default_callbacks("runs/c10", model, sample_images=images[:8])
-    >>> model.fit(train_ds, epochs=10, callbacks=callbacks)
+    >>> images = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 1)).astype("float32")
+    >>> model = tfvq.VQVAE((16, 16, 1), num_embeddings=16, embedding_dim=4, hidden_channels=8,
+    ...                    residual_channels=4, num_residual_layers=1)
+    >>> model.compile(optimizer="adam")
+    >>> callbacks = default_callbacks("runs/demo", model, sample_images=images)
+    >>> history = model.fit(images, epochs=1, batch_size=4, callbacks=callbacks, verbose=0)
+    >>> sorted(os.listdir("runs/demo"))          # backup/ is removed when training completes
+    ['images', 'logs', 'model.keras']
+    >>> round(history.history["codebook_usage"][0], 2) > 0        # from the CodebookMonitor
+    True
 """
 
 import os
@@ -11,8 +19,6 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-
-from tfvq import plots
 
 __all__ = ["CodebookMonitor", "ReconstructionImages", "backup_dir_for", "default_callbacks"]
 
@@ -94,6 +100,10 @@ class ReconstructionImages(keras.callbacks.Callback):
             tf.summary.image(self.name, grid, step=epoch)
         self._writer.flush()
         if self.png_dir is not None:
+            # Imported here so that `import tfvq` (which loads the callbacks) leaves matplotlib
+            # unloaded until a PNG is actually asked for.
+            from tfvq import plots
+
             os.makedirs(self.png_dir, exist_ok=True)
             plots.reconstruction_grid(
                 self.images, reconstructions, n=len(self.images), value_range=self.value_range,

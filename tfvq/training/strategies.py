@@ -2,11 +2,13 @@
 
 Example:
     >>> from tfvq.training import make_strategy, jit_compile_for
-    >>> strategy = make_strategy("auto")
+    >>> strategy = make_strategy("auto")          # on a CPU-only machine: the default strategy
     >>> with strategy.scope():
-    ...     model = tfvq.VQVAE(input_shape=(32, 32, 3))
+    ...     model = tfvq.VQVAE(input_shape=(16, 16, 3), num_embeddings=16, embedding_dim=4,
+    ...                        hidden_channels=8, residual_channels=4, num_residual_layers=1)
     ...     model.compile(optimizer="adam", jit_compile=jit_compile_for(strategy))
-    >>> model.fit(train_ds, epochs=10)
+    >>> images = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 3)).astype("float32")
+    >>> history = model.fit(images, epochs=1, batch_size=4, verbose=0)
 """
 
 import json

@@ -42,8 +42,16 @@ class TrialCost(keras.callbacks.Callback):
     Placed before `History`, the values reach the history and so the keras-tuner trial.
 
     Example:
-        >>> model.fit(train, epochs=2, callbacks=[TrialCost()])
-        >>> model.history.history["step_time"]  # seconds per step, per epoch
+        >>> model = tfvq.AE((16, 16, 1), latent_channels=4, hidden_channels=8,
+        ...                 residual_channels=4)
+        >>> model.compile(optimizer="adam")
+        >>> images = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 1)).astype("float32")
+        >>> history = model.fit(images, epochs=2, batch_size=2, callbacks=[TrialCost()],
+        ...                     verbose=0)
+        >>> len(history.history["step_time"])  # seconds per step, one value per epoch
+        2
+        >>> history.history["parameters"][0] == model.count_params()
+        True
     """
 
     def on_train_begin(self, logs=None):
@@ -205,8 +213,11 @@ class AEHyperModel(_ImageHyperModel):
         **model_kwargs: fixed `AE` arguments (e.g. `reconstruction_loss`, `data_variance`).
 
     Example:
+        >>> import keras_tuner
         >>> hm = AEHyperModel((28, 28, 1), space={"latent_dim": [8, 16], "downsample": "stride"})
-        >>> model = hm.build(keras_tuner.HyperParameters())
+        >>> model = hm.build(keras_tuner.HyperParameters())    # every value at its default
+        >>> type(model).__name__
+        'AE'
     """
 
     model_class = AE
@@ -229,6 +240,8 @@ class VAEHyperModel(_ImageHyperModel):
 
     Example:
         >>> hm = VAEHyperModel((28, 28, 1), space={"beta": 1.0}, reconstruction_loss="logistic")
+        >>> "bits_per_dim" in hm.reported_metrics()
+        True
     """
 
     model_class = VAE
@@ -257,8 +270,14 @@ class VQVAEHyperModel(_ImageHyperModel):
         **model_kwargs: fixed `VQVAE` arguments (e.g. `data_variance`, `quantizer_options`).
 
     Example:
-        >>> hm = VQVAEHyperModel((28, 28, 1), space={"quantizer": "ema", "num_embeddings": [32, 64]})
-        >>> tuner = keras_tuner.RandomSearch(hm, objective="val_reconstruction_loss", max_trials=3)
+        >>> import keras_tuner
+        >>> hm = VQVAEHyperModel((28, 28, 1),
+        ...                      space={"quantizer": "ema", "num_embeddings": [32, 64]})
+        >>> objective = tfvq.tuning.make_objective("reconstruction_loss")   # val_..., "min"
+        >>> tuner = keras_tuner.RandomSearch(hm, objective=objective, max_trials=3,
+        ...                                  directory="runs/tune")
+        >>> tuner.oracle.hyperparameters.get("num_embeddings")   # the default: the first value
+        32
     """
 
     model_class = VQVAE

@@ -53,8 +53,9 @@ def make_objective(objective="reconstruction_loss", hypermodel=None):
         A `keras_tuner.Objective`.
 
     Example:
-        >>> make_objective("psnr")
-        Objective(name="val_psnr", direction="max")
+        >>> objective = make_objective("psnr")
+        >>> objective.name, objective.direction
+        ('val_psnr', 'max')
     """
     if isinstance(objective, kt.Objective):
         name, result = objective.name, objective
@@ -133,8 +134,13 @@ def make_tuner(model="vqvae", tuner="hyperband", *, input_shape=None, space=None
         A `keras_tuner.Tuner`.
 
     Example:
-        >>> tuner = make_tuner("vqvae", "random", input_shape=(28, 28, 1), max_trials=3)
+        >>> tuner = make_tuner("vqvae", "random", input_shape=(28, 28, 1), max_trials=3,
+        ...                    directory="runs/tune")
         >>> tuner.search_space_summary()
+        Search space summary
+        Default search space size: 10
+        hidden_channels (Choice)
+        ...
     """
     if tuner not in TUNERS:
         raise ValueError(f"tuner must be one of {sorted(TUNERS)}; got {tuner!r}")
@@ -187,10 +193,16 @@ def search(model="vqvae", train_data=None, validation_data=None, *, tuner="hyper
         when the chief has no trial left to hand out.
 
     Example:
-        >>> tuner = tfvq.tuning.search("vqvae", train, test, tuner="random", max_trials=3,
-        ...                            max_epochs=2, steps_per_epoch=100)
+        >>> images = np.random.default_rng(0).uniform(0, 1, (16, 16, 16, 1)).astype("float32")
+        >>> train = tf.data.Dataset.from_tensor_slices(images).batch(8).repeat()
+        >>> test = tf.data.Dataset.from_tensor_slices(images).batch(8)
+        >>> tiny = {"hidden_channels": 8, "residual_channels": [4, 8], "num_residual_layers": 1,
+        ...         "num_embeddings": 8, "embedding_dim": 4}
+        >>> tuner = tfvq.tuning.search("vqvae", train, test, tuner="random", max_trials=1,
+        ...                            max_epochs=1, steps_per_epoch=2, space=tiny,
+        ...                            directory="runs/tune", verbose=0)
         >>> best_hp = tuner.get_best_hyperparameters()[0]
-        >>> model = tuner.hypermodel.build(best_hp)
+        >>> model = tuner.hypermodel.build(best_hp)   # to retrain the best configuration
     """
     if train_data is None or validation_data is None:
         raise ValueError(
