@@ -34,4 +34,20 @@ def _doctest_setup(request):
     import tfvq
 
     request.getfixturevalue("doctest_namespace").update(tfvq=tfvq, keras=keras, np=np, tf=tf)
-    request.getfixturevalue("monkeypatch").chdir(request.getfixturevalue("tmp_path"))
+    tmp_path = request.getfixturevalue("tmp_path")
+    request.getfixturevalue("monkeypatch").chdir(tmp_path)
+    if "photos/" in "".join(example.source for example in request.node.dtest.examples):
+        _photo_folder(tmp_path / "photos")
+
+
+def _photo_folder(root):
+    """`photos/` for the examples that read a folder: real photos in two class folders."""
+    from PIL import Image
+    from skimage import data
+
+    for label, photo in {"cats": data.chelsea(), "rockets": data.rocket()}.items():
+        (root / label).mkdir(parents=True)
+        for i in range(10):
+            side = 140 + 12 * i
+            Image.fromarray(photo[i * 5:i * 5 + side, i * 7:i * 7 + side]).save(
+                root / label / f"{i:02d}.jpg", quality=90)

@@ -3,7 +3,7 @@
 Example:
     >>> import tfvq
     >>> train = tfvq.data.load("cifar10", "train", batch_size=128, normalize="centered")
-    >>> variance = tfvq.data.pixel_variance("cifar10", normalize="centered")
+    >>> variance = tfvq.data.pixel_variance("cifar10", max_examples=2000)
     >>> photos = tfvq.data.load("photos/", "train[:90%]", 32, image_size=128, augment="crop")
 """
 

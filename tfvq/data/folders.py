@@ -216,7 +216,9 @@ def scan(root: str) -> FolderScan:
         modification time, so a changed folder is scanned again.
 
     Example:
-        >>> scan("photos/").split("train")[0].height
+        >>> result = scan("photos/")
+        >>> result.class_names, len(result.split("train")), len(result.bad)
+        (('cats', 'rockets'), 20, 0)
     """
     root = os.path.abspath(root)
     roots = _split_roots(root)
