@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from ._common import IMAGE_SHAPE, images, tiny_vqvae
+import tfvq
 from tfvq.training import CodebookMonitor, ReconstructionImages, default_callbacks
 
 
@@ -131,3 +132,21 @@ def test_default_callbacks_without_quantizer(tmp_path):
     assert callbacks[-2].backup_dir == str(tmp_path / "backup")
     with pytest.raises(ValueError, match="checkpoint_name"):
         default_callbacks(str(tmp_path), model, images(4), checkpoint_name="model.h5")
+
+
+def test_codebook_monitor_on_residual_codes():
+    # Q levels per position: perplexity averaged over levels, dead codes over all Q * K.
+    model = tfvq.VQVAE(IMAGE_SHAPE, quantizer="rvq", num_embeddings=8, embedding_dim=4,
+                       quantizer_options={"num_quantizers": 2}, hidden_channels=8,
+                       residual_channels=4, num_residual_layers=1, downsample_stages=1)
+    sample = images(6, seed=4)
+    monitor = CodebookMonitor(sample)
+    monitor.set_model(model)
+    values = monitor.measure()
+    codes = keras.ops.convert_to_numpy(model.encode_to_indices(sample)).reshape(-1, 2)
+    counts = np.stack([np.bincount(codes[:, q], minlength=8) for q in range(2)])
+    probs = counts / counts.sum(1, keepdims=True)
+    perplexities = [np.exp(-np.sum(p[p > 0] * np.log(p[p > 0]))) for p in probs]
+    assert values["codebook_perplexity"] == pytest.approx(np.mean(perplexities), rel=1e-4)
+    assert values["codebook_usage"] == pytest.approx(np.mean(counts > 0))
+    assert values["dead_codes"] == int(np.sum(counts == 0))

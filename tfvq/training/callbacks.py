@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvq.layers import code_statistics
+
 __all__ = ["CodebookMonitor", "ReconstructionImages", "backup_dir_for", "default_callbacks"]
 
 
@@ -123,7 +125,9 @@ class CodebookMonitor(keras.callbacks.Callback):
     see them) and, given `log_dir`, writes as TensorBoard scalars:
     `codebook_perplexity` (exp of the entropy of code use: K when uniform, 1 when collapsed),
     `codebook_usage` (fraction of the K codes used at least once) and `dead_codes` (how many
-    were never used), all on `images` in inference mode.
+    were never used), all on `images` in inference mode, from the quantizer's code counts (any
+    `tfvq.layers.Quantizer`; for Q levels per position, perplexity is the mean over levels and
+    dead codes are counted over all Q * K).
 
     Args:
         images: a fixed batch (N, H, W, C), large enough that a healthy codebook uses most codes.
@@ -146,12 +150,13 @@ class CodebookMonitor(keras.callbacks.Callback):
                 f"CodebookMonitor needs a model with a `quantizer`; got {type(self.model).__name__}"
             )
         info = quantizer(self.model.encode(self.images), training=False, return_info=True)
-        indices = np.asarray(keras.ops.convert_to_numpy(info["indices"])).ravel()
-        counts = np.bincount(indices, minlength=quantizer.num_embeddings)
+        counts = keras.ops.reshape(info["counts"], (quantizer.num_codebooks,
+                                                    quantizer.codebook_size))
+        perplexity, usage = code_statistics(counts)
         return {
-            "codebook_perplexity": float(keras.ops.convert_to_numpy(info["perplexity"])),
-            "codebook_usage": float(keras.ops.convert_to_numpy(info["usage"])),
-            "dead_codes": int(np.sum(counts == 0)),
+            "codebook_perplexity": float(keras.ops.convert_to_numpy(perplexity)),
+            "codebook_usage": float(keras.ops.convert_to_numpy(usage)),
+            "dead_codes": int(np.sum(keras.ops.convert_to_numpy(counts) == 0)),
         }
 
     def on_epoch_end(self, epoch, logs=None):
