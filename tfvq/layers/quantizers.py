@@ -619,7 +619,9 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
         super().build(input_shape)
         self.ema_dw = self._state_weight(
             (self.num_embeddings, self._code_dim),
-            lambda shape, dtype=None: ops.convert_to_tensor(self.codebook),
+            # A copy: on torch the codebook's tensor itself would become ema_dw's storage, and
+            # every write to one would write the other.
+            lambda shape, dtype=None: ops.copy(ops.convert_to_tensor(self.codebook)),
             "ema_dw",
         )
 
