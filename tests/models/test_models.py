@@ -139,9 +139,10 @@ def test_vqvae_shapes():
 
 EXPECTED_KEYS = {
     "ae_vector": {"loss", "reconstruction_loss", "mse", "psnr"},
-    "vae_bce": {"loss", "reconstruction_loss", "mse", "psnr", "kl_loss"},
-    "vae_mse": {"loss", "reconstruction_loss", "mse", "psnr", "kl_loss"},
-    "vae_logistic": {"loss", "reconstruction_loss", "mse", "psnr", "kl_loss", "bits_per_dim"},
+    "vae_bce": {"loss", "reconstruction_loss", "mse", "psnr", "kl_loss", "reconstruction_nll"},
+    "vae_mse": {"loss", "reconstruction_loss", "mse", "psnr", "kl_loss", "reconstruction_nll"},
+    "vae_logistic": {"loss", "reconstruction_loss", "mse", "psnr", "kl_loss", "bits_per_dim",
+                     "reconstruction_nll"},
     "vqvae_ema": {"loss", "reconstruction_loss", "mse", "psnr", "vq_loss", "perplexity", "usage"},
     "vqvae_vq": {"loss", "reconstruction_loss", "mse", "psnr", "vq_loss", "perplexity", "usage"},
 }
