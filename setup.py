@@ -25,7 +25,9 @@ EXTRAS = {
     "cpu": ["tensorflow-cpu>=2.21.0,<2.22"],
     "gpu": ["tensorflow[and-cuda]>=2.21.0,<2.22", "tf-keras>=2.21.0,<2.22"],
     "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "scipy>=1.11",
-             "import-linter>=2.0,<3"],
+             "import-linter>=2.0,<3",
+             # The Sonnet parity tests compare with it (it needs no TensorFlow of its own).
+             "dm-sonnet==2.0.2"],
     "bench": ["dm-sonnet==2.0.2", "torch==2.13.0", "vector-quantize-pytorch"],
 }
 
