@@ -327,8 +327,8 @@ def np_training_step(state, x, *, ema, decay, epsilon=1e-5, kmeans_rows=None, km
     flat = np.asarray(x, np.float64).reshape(-1, state["codebook"].shape[1])
     if kmeans_rows is not None and state["initialized"] < 0.5:
         state["codebook"] = np_kmeans(flat, np.asarray(kmeans_rows), kmeans_iters)
-        state["cluster_size"] = np.ones_like(state["cluster_size"])
-        if ema:
+        if ema:  # one pseudo-observation per centroid; VectorQuantizer keeps its usage EMA
+            state["cluster_size"] = np.ones_like(state["cluster_size"])
             state["ema_dw"] = state["codebook"].copy()
         state["initialized"] = np.ones(())
     indices = np_nearest(flat, state["codebook"])
