@@ -27,7 +27,10 @@ EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "scipy>=1.11",
              "import-linter>=2.0,<3",
              # The Sonnet parity tests compare with it (it needs no TensorFlow of its own).
-             "dm-sonnet==2.0.2"],
+             "dm-sonnet==2.0.2",
+             # tests/layers/test_backends.py under KERAS_BACKEND=jax and torch, measured with
+             # Keras 3.15 here; torch 2.13.0 is the CPU build (a looser pin can take CUDA's).
+             "jax[cpu]==0.10.2", "torch==2.13.0"],
     "bench": ["dm-sonnet==2.0.2", "torch==2.13.0", "vector-quantize-pytorch"],
 }
 
