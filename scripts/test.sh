@@ -2,9 +2,18 @@
 # The test command: installs what the tests need, prepares the offline data, runs the suite.
 # Usage: bash scripts/test.sh [pytest args]     e.g. bash scripts/test.sh -m "not slow"
 # Runs on 2 processes (pytest-xdist): much of the suite is single-threaded process start-up.
+# Then the layers' backend tests again under JAX and under torch, one process per backend
+# (Keras reads KERAS_BACKEND once, at import); the pytest args are passed on to them too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test
 TFDS_DATA_DIR="$(bash scripts/prepare_data.sh | tail -n 1)"
 export TFDS_DATA_DIR
 python -m pytest -n 2 "$@"
+# The TensorFlow outputs the other backends are compared with, computed once for both runs.
+reference_dir="$(mktemp -d)"
+trap 'rm -rf "$reference_dir"' EXIT
+export TFVQ_TF_REFERENCE="$reference_dir/tf_reference.npz"
+for backend in jax torch; do
+    KERAS_BACKEND="$backend" python -m pytest tests/layers/test_backends.py "$@"
+done
