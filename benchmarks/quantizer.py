@@ -9,7 +9,13 @@ round) after `--warmup` steps of each. Peak memory is measured in a fresh proces
 Also checks that `tfvq.layers.VectorQuantizer` reproduces `snt.nets.VectorQuantizer` (quantized
 output, loss, perplexity, indices) on the same inputs and codebook.
 
+`--backend` picks the Keras backend of the tfvq rows, one process per backend: on "jax" the
+step is `jax.jit(jax.value_and_grad(layer.stateless_call ...))` with the statistics threaded
+through, on "torch" an eager forward and `backward()`. The "fsq" quantizer times
+`FiniteScalarQuantizer` against vector-quantize-pytorch's `FSQ` with the same levels.
+
     python benchmarks/quantizer.py --runs=30 --results=benchmarks/RESULTS.md
+    python benchmarks/quantizer.py --backend=jax --quantizers=ema,fsq --libraries=tfvq,vqtorch
 """
 
 import datetime
@@ -32,7 +38,13 @@ flags.DEFINE_list(
     "libraries", ["tfvq", "tfvq_xla", "sonnet", "vqtorch"],
     "Rows to time: tfvq (tf.function), tfvq_xla (tf.function(jit_compile=True)), sonnet, vqtorch.",
 )
-flags.DEFINE_list("quantizers", ["vq", "ema"], "vq (learned codebook) and/or ema.")
+flags.DEFINE_list("quantizers", ["vq", "ema"],
+                  "vq (learned codebook), ema and/or fsq (finite scalar quantization).")
+flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax", "torch"],
+                  "Keras backend of the tfvq rows (tfvq_xla and sonnet need tensorflow).")
+flags.DEFINE_list("fsq_levels", ["8", "5", "5", "5"],
+                  "Levels of the fsq rows (Mentzer et al. 2023's for 2^10 codes); the inputs' "
+                  "last axis is their number.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps of each row before timing.")
 flags.DEFINE_integer("runs", 20, "Timed rounds; the table reports the median.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads for TensorFlow and torch alike.")
@@ -87,8 +99,18 @@ def make_data(shape, num_embeddings, seed=0):
     return x, codebook
 
 
-def configure_threads(threads, library):
-    if library.startswith("tfvq") or library == "sonnet":
+def framework_of(library, backend="tensorflow"):
+    """The framework whose threads a row uses: "tensorflow", "jax" or "torch"."""
+    if library == "tfvq":
+        return backend
+    return "torch" if library == "vqtorch" else "tensorflow"
+
+
+def configure_threads(threads, framework):
+    """Intra- and inter-op threads of one framework; each may be set only once per process."""
+    if framework == "jax":
+        return  # XLA:CPU sizes its own pool (the machine's cores)
+    if framework == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -100,12 +122,14 @@ def configure_threads(threads, library):
         torch.set_num_interop_threads(threads)
 
 
-def tfvq_step(quantizer, x, codebook, jit_compile=False):
-    """A zero-argument callable that runs one training step of a tfvq quantizer."""
-    import tensorflow as tf
+def tfvq_layer(quantizer, x, codebook, levels=None):
+    """A built tfvq quantizer starting from `codebook` (FSQ has none: `levels` instead)."""
+    from tfvq.layers import FiniteScalarQuantizer, VectorQuantizer, VectorQuantizerEMA
 
-    from tfvq.layers import VectorQuantizer, VectorQuantizerEMA
-
+    if quantizer == "fsq":
+        layer = FiniteScalarQuantizer(levels=levels)
+        layer.build(x.shape)
+        return layer
     if quantizer == "vq":
         layer = VectorQuantizer(codebook.shape[0], codebook.shape[1], commitment_cost=COMMITMENT_COST)
     else:
@@ -116,6 +140,21 @@ def tfvq_step(quantizer, x, codebook, jit_compile=False):
     layer.codebook.assign(codebook)
     if quantizer == "ema":
         layer.ema_dw.assign(codebook)
+    return layer
+
+
+def tfvq_step(quantizer, x, codebook, jit_compile=False, levels=None):
+    """A zero-argument callable that runs one training step of a tfvq quantizer."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return tfvq_jax_step(quantizer, x, codebook, levels)
+    if backend == "torch":
+        return tfvq_torch_step(quantizer, x, codebook, levels)
+    import tensorflow as tf
+
+    layer = tfvq_layer(quantizer, x, codebook, levels)
     inputs = tf.constant(x)
 
     @tf.function(jit_compile=jit_compile)
@@ -127,6 +166,51 @@ def tfvq_step(quantizer, x, codebook, jit_compile=False):
         return loss, tape.gradient(loss, [inputs] + layer.trainable_weights)
 
     return lambda: step(inputs)
+
+
+def tfvq_jax_step(quantizer, x, codebook, levels=None):
+    """The step on JAX: one jitted function of (weights, statistics, inputs) -> gradients and
+    the new statistics, as Keras' own JAX trainer runs a layer."""
+    import jax
+    import jax.numpy as jnp
+
+    layer = tfvq_layer(quantizer, x, codebook, levels)
+    trainable = [v.value for v in layer.trainable_variables]
+    state = {"non_trainable": [v.value for v in layer.non_trainable_variables]}
+
+    def loss_fn(trainable, non_trainable, inputs):
+        outputs, non_trainable, losses = layer.stateless_call(
+            trainable, non_trainable, inputs, training=True, return_losses=True
+        )
+        return jnp.sum(outputs) + sum(losses), non_trainable
+
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 2), has_aux=True))
+    inputs = jnp.asarray(x)
+
+    def step():
+        (loss, state["non_trainable"]), grads = grad_fn(trainable, state["non_trainable"], inputs)
+        return jax.block_until_ready(grads)
+
+    return step
+
+
+def tfvq_torch_step(quantizer, x, codebook, levels=None):
+    """The step on torch: eager forward and `backward()`, as Keras' torch trainer runs it."""
+    import torch
+
+    layer = tfvq_layer(quantizer, x, codebook, levels)
+    inputs = torch.from_numpy(x).requires_grad_()
+    params = [v.value for v in layer.trainable_variables]
+
+    def step():
+        inputs.grad = None
+        for p in params:
+            p.grad = None
+        outputs = layer(inputs, training=True)
+        (outputs.sum() + sum(layer.losses)).backward()
+        return inputs.grad
+
+    return step
 
 
 def sonnet_step(quantizer, x, codebook):
@@ -155,13 +239,32 @@ def sonnet_step(quantizer, x, codebook):
     return lambda: step(inputs)
 
 
-def vqtorch_step(quantizer, x, codebook):
+def vqtorch_fsq_step(x, levels):
+    """The FSQ step with vector-quantize-pytorch's `FSQ` (no projection: dim = len(levels))."""
+    import torch
+    from vector_quantize_pytorch import FSQ
+
+    module = FSQ(levels=list(levels))
+    inputs = torch.from_numpy(x.reshape(x.shape[0], -1, x.shape[-1])).requires_grad_()
+
+    def step():
+        inputs.grad = None
+        quantized, _ = module(inputs)
+        quantized.sum().backward()
+        return inputs.grad
+
+    return step
+
+
+def vqtorch_step(quantizer, x, codebook, levels=None):
     """The same step with vector-quantize-pytorch's `VectorQuantize` on (B, H*W, D).
 
     The "vq" row learns the codebook by gradient (`learnable_codebook=True, ema_update=False`);
     the "ema" row uses the library's default EMA update. Both use the plain straight-through
     estimator (`rotation_trick=False`) like tfvq and Sonnet.
     """
+    if quantizer == "fsq":
+        return vqtorch_fsq_step(x, levels)
     import torch
     from vector_quantize_pytorch import VectorQuantize
 
@@ -189,15 +292,17 @@ def vqtorch_step(quantizer, x, codebook):
     return step
 
 
-def make_step(library, quantizer, x, codebook):
+def make_step(library, quantizer, x, codebook, levels=None):
     if library == "tfvq":
-        return tfvq_step(quantizer, x, codebook)
+        return tfvq_step(quantizer, x, codebook, levels=levels)
     if library == "tfvq_xla":
-        return tfvq_step(quantizer, x, codebook, jit_compile=True)
+        return tfvq_step(quantizer, x, codebook, jit_compile=True, levels=levels)
     if library == "sonnet":
+        if quantizer == "fsq":
+            return None  # Sonnet has no FSQ
         return sonnet_step(quantizer, x, codebook)
     if library == "vqtorch":
-        return vqtorch_step(quantizer, x, codebook)
+        return vqtorch_step(quantizer, x, codebook, levels)
     raise ValueError(f"unknown library {library!r}; expected one of {sorted(LABELS)}")
 
 
@@ -219,12 +324,15 @@ def time_interleaved(steps, warmup, runs, settle=0.05):
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def measure_memory_row(library, quantizer, num_embeddings, shape, threads):
+def measure_memory_row(library, quantizer, num_embeddings, shape, threads, backend="tensorflow",
+                       levels=None):
     """Peak memory of one row, measured in a fresh Python process (MiB)."""
     command = [
         sys.executable, os.path.abspath(__file__), f"--memory_row={library},{quantizer},{num_embeddings}",
-        f"--shape={','.join(map(str, shape))}", f"--threads={threads}",
+        f"--shape={','.join(map(str, shape))}", f"--threads={threads}", f"--backend={backend}",
     ]
+    if levels:
+        command.append(f"--fsq_levels={','.join(map(str, levels))}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
@@ -259,22 +367,35 @@ def check_against_sonnet(num_embeddings, shape, seed=1):
     }
 
 
-def run(codebook_sizes, shape, libraries, quantizers, warmup, runs, threads, memory, settle=0.05):
-    """Times every (library, quantizer, K) row; returns a list of row dicts."""
-    for library in {"tfvq" if lib.startswith("tfvq") else lib for lib in libraries}:
-        configure_threads(threads, library)
+def run(codebook_sizes, shape, libraries, quantizers, warmup, runs, threads, memory, settle=0.05,
+        backend="tensorflow", levels=(8, 5, 5, 5)):
+    """Times every (library, quantizer, K) row; returns a list of row dicts.
+
+    The fsq rows run once, on inputs whose last axis is `len(levels)`, with K = prod(levels).
+    """
+    import math
+
+    for framework in {framework_of(lib, backend) for lib in libraries}:
+        configure_threads(threads, framework)
     rows = []
-    for num_embeddings in codebook_sizes:
-        x, codebook = make_data(shape, num_embeddings)
-        steps = {
-            (library, quantizer): make_step(library, quantizer, x, codebook)
-            for quantizer in quantizers
-            for library in libraries
-        }
+    searched = [q for q in quantizers if q != "fsq"]
+    groups = [(k, searched, tuple(shape)) for k in codebook_sizes if searched]
+    if "fsq" in quantizers:
+        groups.append((math.prod(levels), ["fsq"], tuple(shape[:-1]) + (len(levels),)))
+    for num_embeddings, group, group_shape in groups:
+        x, codebook = make_data(group_shape, num_embeddings)
+        steps = {}
+        for quantizer in group:
+            for library in libraries:
+                step = make_step(library, quantizer, x, codebook, levels)
+                if step is not None:
+                    steps[(library, quantizer)] = step
         times = time_interleaved(steps, warmup, runs, settle)
-        for quantizer in quantizers:
+        for quantizer in group:
             base = times.get(("tfvq", quantizer))
             for library in libraries:
+                if (library, quantizer) not in times:
+                    continue
                 seconds = times[(library, quantizer)]
                 rows.append({
                     "library": library,
@@ -282,24 +403,26 @@ def run(codebook_sizes, shape, libraries, quantizers, warmup, runs, threads, mem
                     "K": num_embeddings,
                     "ms": 1e3 * seconds,
                     "ratio": seconds / base if base else None,
-                    "peak_mib": measure_memory_row(library, quantizer, num_embeddings, shape, threads)
+                    "peak_mib": measure_memory_row(library, quantizer, num_embeddings, group_shape,
+                                                   threads, backend, levels)
                     if memory else None,
                 })
         del steps
     return rows
 
 
-def format_table(rows):
+def format_table(rows, backend="tensorflow"):
+    labels = {**LABELS, "tfvq": f"tfvq ({backend})" if backend != "tensorflow" else "tfvq"}
     lines = [
         "| library | quantizer | K | time (ms) | ratio (this / tfvq) | peak memory (MiB) |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    names = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA"}
+    names = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA", "fsq": "FiniteScalarQuantizer"}
     for row in rows:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
         memory = "" if row["peak_mib"] is None else f"{row['peak_mib']:.0f}"
         lines.append(
-            f"| {LABELS[row['library']]} | {names[row['quantizer']]} | {row['K']} | "
+            f"| {labels[row['library']]} | {names[row['quantizer']]} | {row['K']} | "
             f"{row['ms']:.2f} | {ratio} | {memory} |"
         )
     return "\n".join(lines)
@@ -318,10 +441,10 @@ def format_sonnet_check(checks):
     return "\n".join(lines)
 
 
-def write_section(path, text):
+def write_section(path, text, section=SECTION):
     """Replaces (or appends) this benchmark's section of a shared markdown file."""
     old = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.M | re.S)
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
     with open(path, "w", encoding="utf-8") as f:
         f.write(new.rstrip("\n") + "\n")
@@ -329,27 +452,40 @@ def write_section(path, text):
 
 def main(argv):
     del argv
+    # Before anything imports Keras, which reads the backend once.
+    os.environ["KERAS_BACKEND"] = FLAGS.backend
     shape = tuple(int(s) for s in FLAGS.shape)
+    levels = tuple(int(level) for level in FLAGS.fsq_levels)
+    libraries = FLAGS.libraries
+    if FLAGS.backend != "tensorflow":
+        tensorflow_only = [lib for lib in libraries if lib in ("tfvq_xla", "sonnet")]
+        if tensorflow_only and FLAGS["libraries"].present:
+            raise ValueError(f"--libraries {tensorflow_only} need --backend=tensorflow; got "
+                             f"--backend={FLAGS.backend}")
+        libraries = [lib for lib in libraries if lib not in tensorflow_only]
     if FLAGS.memory_row:
         library, quantizer, num_embeddings = FLAGS.memory_row.split(",")
-        configure_threads(FLAGS.threads, library)
+        configure_threads(FLAGS.threads, framework_of(library, FLAGS.backend))
         x, codebook = make_data(shape, int(num_embeddings))
-        step = make_step(library, quantizer, x, codebook)
+        step = make_step(library, quantizer, x, codebook, levels)
         print(json.dumps({"peak_mib": peak_memory_mib(step)}))
         return
     sizes = [int(k) for k in FLAGS.codebook_sizes]
-    rows = run(sizes, shape, FLAGS.libraries, FLAGS.quantizers, FLAGS.warmup, FLAGS.runs,
-               FLAGS.threads, FLAGS.memory, FLAGS.settle_ms / 1e3)
-    table = format_table(rows)
-    checks = [check_against_sonnet(k, shape) for k in sizes] if "sonnet" in FLAGS.libraries else []
+    rows = run(sizes, shape, libraries, FLAGS.quantizers, FLAGS.warmup, FLAGS.runs,
+               FLAGS.threads, FLAGS.memory, FLAGS.settle_ms / 1e3, FLAGS.backend, levels)
+    table = format_table(rows, FLAGS.backend)
+    searched = [q for q in FLAGS.quantizers if q != "fsq"]
+    checks = ([check_against_sonnet(k, shape) for k in sizes]
+              if "sonnet" in libraries and searched else [])
     print(table)
     if checks:
         print("\ntfvq VectorQuantizer vs snt.nets.VectorQuantizer, same inputs and codebook:")
         print(format_sonnet_check(checks))
     if FLAGS.results:
         command = "python " + " ".join(["benchmarks/quantizer.py"] + sys.argv[1:])
+        section = SECTION if FLAGS.backend == "tensorflow" else f"## Quantizer on {FLAGS.backend} (issue 18)"
         text = "\n".join([
-            SECTION, "",
+            section, "",
             f"`{command}` on {datetime.date.today().isoformat()}, CPU only, {FLAGS.threads} threads "
             f"for TensorFlow and torch; inputs {shape}, commitment cost {COMMITMENT_COST}, "
             f"decay {DECAY}.", "",
@@ -358,7 +494,7 @@ def main(argv):
             "tfvq `VectorQuantizer` against `snt.nets.VectorQuantizer` on the same inputs and codebook:",
             "", format_sonnet_check(checks) if checks else "(not run)", "",
         ])
-        write_section(FLAGS.results, text)
+        write_section(FLAGS.results, text, section)
 
 
 if __name__ == "__main__":
