@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfvq.layers.quantizer import Quantizer, code_statistics
+from tfvq.layers.quantizer import Quantizer, code_counts, code_statistics
 
 # Mentzer et al. 2023, table 1: the levels recommended for each codebook size.
 RECOMMENDED_LEVELS = {
@@ -215,11 +215,7 @@ class FiniteScalarQuantizer(Quantizer):
         if not return_info:
             return quantized
         indices = self._index(rounded, valid)
-        counts = ops.segment_sum(
-            ops.reshape(ops.cast(valid, "float32"), (-1,)),
-            ops.reshape(indices, (-1,)),
-            num_segments=self.codebook_size,
-        )[None, :]
+        counts = code_counts(indices, valid, self.codebook_size)
         perplexity, usage = code_statistics(counts)
         return {
             "quantized": quantized,

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfvq.layers.quantizer import Quantizer, code_statistics
+from tfvq.layers.quantizer import Quantizer, code_counts, code_statistics
 from tfvq.utils.checks import check_int
 
 # `counts` is a (1, 2^embedding_dim) histogram; 2^24 float32 counts are 64 MiB.
@@ -190,11 +190,7 @@ class LookupFreeQuantizer(Quantizer):
         if not return_info:
             return quantized
         indices = self._index(bits)
-        counts = ops.segment_sum(
-            ops.reshape(ops.cast(valid, "float32"), (-1,)),
-            ops.reshape(indices, (-1,)),
-            num_segments=self.codebook_size,
-        )[None, :]
+        counts = code_counts(indices, valid, self.codebook_size)
         perplexity, usage = code_statistics(counts)
         return {
             "quantized": quantized,

@@ -86,6 +86,19 @@ class Quantizer(keras.layers.Layer):
             )
 
 
+def code_counts(indices, valid, codebook_size):
+    """`(1, codebook_size)` float32 histogram of `indices` over the rows where `valid` holds.
+
+    The `counts` entry of a one-level quantizer's info dict; rows with non-finite inputs
+    (`valid` False) count nowhere.
+    """
+    return ops.segment_sum(
+        ops.reshape(ops.cast(valid, "float32"), (-1,)),
+        ops.reshape(indices, (-1,)),
+        num_segments=codebook_size,
+    )[None, :]
+
+
 def code_statistics(counts):
     """Perplexity and usage from code counts, pooled over every level.
 
