@@ -57,49 +57,57 @@ class Config:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", Config.model, ["vqvae", "vae", "ae"], "Which model to train.")
-flags.DEFINE_string("dataset", Config.dataset,
-                    "tfds image dataset name, or a folder of image files (class subfolders "
-                    "are labels; train/ and test/ subfolders, if any, are the splits).")
-flags.DEFINE_integer("epochs", Config.epochs, "Training epochs.")
-flags.DEFINE_integer("steps_per_epoch", Config.steps_per_epoch,
-                     "Training steps per epoch (0: one pass over the data).")
-flags.DEFINE_integer("batch_size", Config.batch_size, "Global batch size (split over replicas).")
-flags.DEFINE_enum("strategy", Config.strategy, ["auto", "cpu", "mirrored", "multiworker"],
-                  "tf.distribute strategy.")
-flags.DEFINE_string("data_dir", Config.data_dir, "TFDS data dir (default: $TFDS_DATA_DIR).")
-flags.DEFINE_string("output_dir", "runs/cifar10", "Where metrics, pictures, logs and the model go.")
-flags.DEFINE_float("learning_rate", Config.learning_rate, "Adam learning rate.")
-flags.DEFINE_integer("hidden_channels", Config.hidden_channels,
-                     "Width of the conv stacks (the paper uses 128).")
-flags.DEFINE_integer("residual_channels", Config.residual_channels,
-                     "Inner width of the residual blocks.")
-flags.DEFINE_integer("num_residual_layers", Config.num_residual_layers, "Residual blocks per stack.")
-flags.DEFINE_integer("downsample_stages", Config.downsample_stages,
-                     "Stride-2 stages (32x32 -> 8x8 and 128x128 -> 32x32 with 2).")
-flags.DEFINE_integer("num_embeddings", Config.num_embeddings, "VQ-VAE codebook size K.")
-flags.DEFINE_integer("embedding_dim", Config.embedding_dim, "VQ-VAE code size D.")
-flags.DEFINE_string("quantizer", Config.quantizer,
-                    "VQ-VAE quantizer, a name in tfvq.layers.QUANTIZERS.")
-flags.DEFINE_bool("kmeans_init", Config.kmeans_init,
-                  "Initialise the codebook by k-means on the first batch.")
-flags.DEFINE_float("dead_code_threshold", Config.dead_code_threshold,
-                   "Re-seed codes whose EMA usage (vectors per batch) falls below this; 0: off.")
-flags.DEFINE_integer("latent_dim", Config.latent_dim, "VAE / AE latent size.")
-flags.DEFINE_integer("eval_examples", Config.eval_examples,
-                     "Test examples to evaluate on (0: the whole test split).")
-flags.DEFINE_integer("image_size", Config.image_size,
-                     "Train on square images of this side (0: the dataset's own size); needed "
-                     "for folders of images of varying size.")
-flags.DEFINE_integer("min_size", Config.min_size, "Drop images with a side under this (0: keep all).")
-flags.DEFINE_enum("augment", Config.augment, ["none", "crop", "flip", "crop,flip"],
-                  "Training augmentation: random resized crop (scale 0.2-1, square, bilinear, "
-                  "antialiased) to --image_size, and/or horizontal flips.")
-flags.DEFINE_bool("jit_compile", Config.jit_compile,
-                  "XLA-compile the steps (1.7x faster on a 2-core AVX2 CPU at K=512, see "
-                  "benchmarks/RESULTS.md); off by itself where XLA cannot run (several CPU "
-                  "replicas).")
-flags.DEFINE_integer("seed", Config.seed, "Random seed.")
+
+
+def define_flags():
+    """The command line: one flag per `Config` field, plus --output_dir.
+
+    Defined when the script runs, not at import, so that tests and notebooks can import
+    `train_and_evaluate` next to other modules that define flags of the same names.
+    """
+    flags.DEFINE_enum("model", Config.model, ["vqvae", "vae", "ae"], "Which model to train.")
+    flags.DEFINE_string("dataset", Config.dataset,
+                        "tfds image dataset name, or a folder of image files (class subfolders "
+                        "are labels; train/ and test/ subfolders, if any, are the splits).")
+    flags.DEFINE_integer("epochs", Config.epochs, "Training epochs.")
+    flags.DEFINE_integer("steps_per_epoch", Config.steps_per_epoch,
+                         "Training steps per epoch (0: one pass over the data).")
+    flags.DEFINE_integer("batch_size", Config.batch_size, "Global batch size (split over replicas).")
+    flags.DEFINE_enum("strategy", Config.strategy, ["auto", "cpu", "mirrored", "multiworker"],
+                      "tf.distribute strategy.")
+    flags.DEFINE_string("data_dir", Config.data_dir, "TFDS data dir (default: $TFDS_DATA_DIR).")
+    flags.DEFINE_string("output_dir", "runs/cifar10", "Where metrics, pictures, logs and the model go.")
+    flags.DEFINE_float("learning_rate", Config.learning_rate, "Adam learning rate.")
+    flags.DEFINE_integer("hidden_channels", Config.hidden_channels,
+                         "Width of the conv stacks (the paper uses 128).")
+    flags.DEFINE_integer("residual_channels", Config.residual_channels,
+                         "Inner width of the residual blocks.")
+    flags.DEFINE_integer("num_residual_layers", Config.num_residual_layers, "Residual blocks per stack.")
+    flags.DEFINE_integer("downsample_stages", Config.downsample_stages,
+                         "Stride-2 stages (32x32 -> 8x8 and 128x128 -> 32x32 with 2).")
+    flags.DEFINE_integer("num_embeddings", Config.num_embeddings, "VQ-VAE codebook size K.")
+    flags.DEFINE_integer("embedding_dim", Config.embedding_dim, "VQ-VAE code size D.")
+    flags.DEFINE_string("quantizer", Config.quantizer,
+                        "VQ-VAE quantizer, a name in tfvq.layers.QUANTIZERS.")
+    flags.DEFINE_bool("kmeans_init", Config.kmeans_init,
+                      "Initialise the codebook by k-means on the first batch.")
+    flags.DEFINE_float("dead_code_threshold", Config.dead_code_threshold,
+                       "Re-seed codes whose EMA usage (vectors per batch) falls below this; 0: off.")
+    flags.DEFINE_integer("latent_dim", Config.latent_dim, "VAE / AE latent size.")
+    flags.DEFINE_integer("eval_examples", Config.eval_examples,
+                         "Test examples to evaluate on (0: the whole test split).")
+    flags.DEFINE_integer("image_size", Config.image_size,
+                         "Train on square images of this side (0: the dataset's own size); needed "
+                         "for folders of images of varying size.")
+    flags.DEFINE_integer("min_size", Config.min_size, "Drop images with a side under this (0: keep all).")
+    flags.DEFINE_enum("augment", Config.augment, ["none", "crop", "flip", "crop,flip"],
+                      "Training augmentation: random resized crop (scale 0.2-1, square, bilinear, "
+                      "antialiased) to --image_size, and/or horizontal flips.")
+    flags.DEFINE_bool("jit_compile", Config.jit_compile,
+                      "XLA-compile the steps (1.7x faster on a 2-core AVX2 CPU at K=512, see "
+                      "benchmarks/RESULTS.md); off by itself where XLA cannot run (several CPU "
+                      "replicas).")
+    flags.DEFINE_integer("seed", Config.seed, "Random seed.")
 
 
 def build_model(config, image_shape, data_variance):
@@ -292,4 +300,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
