@@ -5,6 +5,7 @@ Only modules of the `tfvq` package are collected this way (pytest.ini puts `tfvq
 scripts under tests/ that are meant to run as their own processes.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,18 @@ def pytest_collect_file(file_path, parent):
     if parent.config.getoption("doctestmodules", False):
         return None  # --doctest-modules collects it already
     return DoctestModule.from_parent(parent, path=file_path)
+
+
+# Examples that read a whole prepared dataset or run a search: in the slow set, like the tests
+# that train on real data.
+_SLOW_EXAMPLE = re.compile(r"data\.load\(|pixel_variance\(|tuning\.search\(")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if isinstance(item, DoctestItem) and _SLOW_EXAMPLE.search(
+                "".join(example.source for example in item.dtest.examples)):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,9 @@ import pytest
 
 import tfvq
 
+# Fresh interpreters importing TensorFlow: seconds each.
+pytestmark = pytest.mark.slow
+
 HEAVY = ("keras_tuner", "matplotlib", "sklearn")
 LAZY = ("tfvq.plots", "tfvq.tuning")
 
