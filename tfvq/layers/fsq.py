@@ -168,11 +168,7 @@ class FiniteScalarQuantizer(Quantizer):
 
     def _digits(self, inputs):
         """`(bounded, valid)`: `f(z)` in the work dtype (non-finite rows zeroed) and finiteness."""
-        self._check_floating(inputs)
-        self._check_last_axis(inputs.shape)
-        z = ops.cast(inputs, self._work_dtype)
-        valid = ops.all(ops.isfinite(z), axis=-1)
-        z = ops.where(valid[..., None], z, ops.zeros_like(z))
+        z, valid = self._finite_rows(inputs, self._work_dtype)
         bounded = (
             ops.tanh(z + self._constant(self._shifts)) * self._constant(self._half_levels)
             - self._constant(self._offsets)

@@ -147,11 +147,7 @@ class LookupFreeQuantizer(Quantizer):
 
     def _bits(self, inputs):
         """`(z, valid, bits)`: the work-dtype inputs with non-finite rows zeroed, and signs."""
-        self._check_floating(inputs)
-        self._check_last_axis(inputs.shape)
-        z = ops.cast(inputs, self._work_dtype)
-        valid = ops.all(ops.isfinite(z), axis=-1)
-        z = ops.where(valid[..., None], z, ops.zeros_like(z))
+        z, valid = self._finite_rows(inputs, self._work_dtype)
         return z, valid, z > 0
 
     def _index(self, bits):

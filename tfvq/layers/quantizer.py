@@ -70,6 +70,15 @@ class Quantizer(keras.layers.Layer):
     def set_codebook(self, values):
         raise ValueError(f"{type(self).__name__} has no codebook to set")
 
+    def _finite_rows(self, inputs, dtype):
+        """`(z, valid)`: checked inputs cast to `dtype` with non-finite rows zeroed, and which
+        rows were finite (such rows get code 0 and count nowhere)."""
+        self._check_floating(inputs)
+        self._check_last_axis(inputs.shape)
+        z = ops.cast(inputs, dtype)
+        valid = ops.all(ops.isfinite(z), axis=-1)
+        return ops.where(valid[..., None], z, ops.zeros_like(z)), valid
+
     def _check_floating(self, inputs):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         if "float" not in dtype:
