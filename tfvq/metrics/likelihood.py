@@ -210,7 +210,7 @@ class _Evaluator:
         quantizer = model.quantizer
         codes = quantizer.encode(model.encoder(x))
         reconstruction = self._nll(x, model.decoder(quantizer.decode(codes)))
-        positions = math.prod(model.latent_shape)
+        positions = math.prod(codes.shape[1:3])  # h * w, read off the codes already computed
         if isinstance(self.prior, str):  # "uniform"
             bits = positions * quantizer.bits_per_position
             prior_nll = ops.full((ops.shape(x)[0],), bits * math.log(2.0))
