@@ -24,6 +24,9 @@ import time
 
 from absl import app, flags
 
+# A sibling in benchmarks/, which Python puts first on the path when this script runs.
+from report import cpu_model, publish
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 7, "Timed fresh processes per statement (after one warm-up).")
 # A multi-string flag (repeat --statement), since the statements themselves hold commas.
@@ -44,17 +47,6 @@ def time_import(statement):
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def main(argv):
     del argv
     statements = FLAGS.statement
@@ -69,7 +61,7 @@ def main(argv):
     command = " ".join([f"python benchmarks/import_time.py --runs={FLAGS.runs}"]
                        + [f'--statement="{s}"' for s in statements])
     lines = [
-        f"`{command}` — {time.strftime('%Y-%m-%d %H:%M')}, {_cpu_model()}, "
+        f"`{command}` — {time.strftime('%Y-%m-%d %H:%M')}, {cpu_model() or 'unknown CPU'}, "
         f"{os.cpu_count()} cores, load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
         "",
         "| statement | median s | min s | max s | minus baseline s |",
@@ -77,10 +69,7 @@ def main(argv):
     ] + [f"| `{s}` | {medians[s]:.2f} | {min(v):.2f} | {max(v):.2f} | "
          f"{medians[s] - baseline:+.2f} |" for s, v in samples.items()]
     text = "\n".join(lines)
-    print(text)
-    if FLAGS.results:
-        with open(FLAGS.results, "a") as f:
-            f.write("\n" + text + "\n")
+    publish(text, FLAGS.results)
 
 
 if __name__ == "__main__":

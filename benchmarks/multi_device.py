@@ -22,6 +22,9 @@ import time
 
 from absl import app, flags
 
+# A sibling in benchmarks/, which Python puts first on the path when this script runs.
+from report import publish
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["notebook:32:128:32:230", "paper:128:256:256:5000"],
                   "name:batch:hidden:residual:measured CPU step ms (from train_step.py).")
@@ -106,10 +109,7 @@ def main(argv):
     lines += ["", "Assumed links (bus bandwidth per GPU, latency per ring hop): " + "; ".join(
         f"{k}: {bw:.1f} GB/s, {lat * 1e6:.0f} us" for k, (bw, lat) in LINKS.items()) + "."]
     text = "\n".join(lines)
-    print(text)
-    if FLAGS.results:
-        with open(FLAGS.results, "a") as fh:
-            fh.write("\n" + text + "\n")
+    publish(text, FLAGS.results)
 
 
 if __name__ == "__main__":

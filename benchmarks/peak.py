@@ -21,6 +21,9 @@ import time
 
 from absl import app, flags
 
+# A sibling in benchmarks/, which Python puts first on the path when this script runs.
+from report import publish
+
 FLAGS = flags.FLAGS
 
 
@@ -117,10 +120,7 @@ def main(argv):
     ] + [f"| {n} | {'yes' if x else 'no'} | {m:.1f} | {b:.1f} | {cm:.1f} | {cb:.1f} |"
          for n, x, m, b, cm, cb in rows]
     text = "\n".join(lines)
-    print(text)
-    if FLAGS.results:
-        with open(FLAGS.results, "a") as f:
-            f.write("\n" + text + "\n")
+    publish(text, FLAGS.results)
 
 
 if __name__ == "__main__":

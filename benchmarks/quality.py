@@ -35,6 +35,13 @@ pooled over the validation slice (per level, averaged, for residual VQ). `--kmea
         --dead_code_threshold=2 --learning_rate=3e-4 --schedule=cosine --jit_compile \
         --json=benchmarks/results/quality_fsq.json
     python benchmarks/quality.py --table benchmarks/results/quality_*.json
+
+The notebook's model is also the paper's CIFAR-10 one (section 4.1), so the training run of
+RESULTS.md's issue-3 section (made by the former benchmarks/models.py: Adam 2e-4, restarts
+below 1 vector per batch, no k-means; its steps/s are the steps over the train time here) is
+
+    python benchmarks/quality.py --checkpoints=250,500,1000 --learning_rate=2e-4 \
+        --dead_code_threshold=1 --log_every=250
 """
 
 import json
@@ -311,11 +318,14 @@ def main(argv):
                   embedding_dim=getattr(run, "embedding_dim", embedding_dim),
                   bits_per_position=bits, num_params=run.num_params)
 
-    # Analytic FLOPs of one training step (benchmarks/flops.py, on sys.path when run): the
-    # distance matmul against every code of every level; FSQ rounds and searches nothing, and
-    # LFQ's exact entropy over its 2^D codes costs about such a matmul.
+    # Siblings in benchmarks/, on sys.path when this script runs (imported here, so that the
+    # tests can load this file by its path alone).
     from flops import train_step_flops
+    from report import cpu_model, publish
 
+    # Analytic FLOPs of one training step: the distance matmul against every code of every
+    # level; FSQ rounds and searches nothing, and LFQ's exact entropy over its 2^D codes costs
+    # about such a matmul.
     searched = 0 if quantizer == "fsq" else num_codebooks * run.num_embeddings
     step_flops = train_step_flops(FLAGS.batch_size, hidden=FLAGS.hidden_channels,
                                   residual=FLAGS.residual_channels, num_embeddings=searched,
@@ -345,7 +355,7 @@ def main(argv):
         if FLAGS.json:
             with open(FLAGS.json, "w") as f:
                 json.dump(dict(flags={k: FLAGS[k].value for k in _FLAG_NAMES}, quantizer=config,
-                               cpu=_cpu_model(), rows=rows), f, indent=1)
+                               cpu=cpu_model(), rows=rows), f, indent=1)
 
     # A preset's own settings stay out of the command: given beside it, they are refused.
     preset_set = ("quantizer", "num_embeddings", "embedding_dim") if FLAGS.preset else ()
@@ -371,19 +381,7 @@ def main(argv):
         for r in rows
     ]
     text = "\n".join(table)
-    print(text)
-    if FLAGS.results:
-        with open(FLAGS.results, "a") as f:
-            f.write("\n" + text + "\n")
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name")), None)
-    except OSError:
-        return None
+    publish(text, FLAGS.results)
 
 
 _FLAG_NAMES = ("library", "preset", "quantizer", "quantizer_options", "checkpoints", "batch_size",

@@ -30,6 +30,7 @@ from absl import app, flags
 from flops import train_step_flops
 from memory import peak_memory_mib, status_kib
 from peak import Peak
+from report import publish
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
@@ -195,10 +196,7 @@ def main(argv):
                          f"{m['peak_mib']:.0f} | {m['rss_mib']:.0f} | "
                          f"{2048 * int(k) * 4 / 2**20:.0f} |")
     text = "\n".join(lines)
-    print(text)
-    if FLAGS.results:
-        with open(FLAGS.results, "a") as fh:
-            fh.write("\n" + text + "\n")
+    publish(text, FLAGS.results)
 
 
 if __name__ == "__main__":

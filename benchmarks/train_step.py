@@ -30,6 +30,7 @@ from absl import app, flags
 # Siblings in benchmarks/, which Python puts first on the path when this script runs.
 from flops import model_flops, train_step_flops
 from peak import Peak
+from report import publish
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds (peak, then every variant).")
@@ -224,10 +225,7 @@ def main(argv):
             lines.append(f"| {name}{extra} | {timed[False][name]:.1f} | {timed[True][name]:.1f} |")
 
     text = "\n".join(lines)
-    print(text)
-    if FLAGS.results:
-        with open(FLAGS.results, "a") as fh:
-            fh.write("\n" + text + "\n")
+    publish(text, FLAGS.results)
 
 
 if __name__ == "__main__":

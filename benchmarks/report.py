@@ -1,0 +1,60 @@
+"""Where a benchmark's results go: printed, and written into a markdown file such as RESULTS.md.
+
+Every script in benchmarks/ reports through this module instead of a copy of its own:
+
+    from report import publish  # a sibling: benchmarks/ is on sys.path when a script runs
+
+    publish(text, FLAGS.results)                   # print; append to --results if given
+    publish(text, FLAGS.results, "## Quantizer")   # print; replace that section of the file
+"""
+
+import os
+import re
+
+# What a results file that does not exist yet starts with.
+TITLE = "# Benchmark results"
+
+
+def write_results(path, text, section=None):
+    """Writes `text` into the markdown file `path`.
+
+    Without `section`, `text` is appended after a blank line, so that the file keeps every
+    run. With `section`, a heading line such as "## Quantizer (issue 2)" that `text` begins
+    with, the part of the file from that heading up to the next "## " heading is replaced by
+    `text`, or `text` is appended when the file has no such section yet; a file that does not
+    exist starts with `TITLE`.
+    """
+    if section is None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("\n" + text + "\n")
+        return
+    old = TITLE + "\n"
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    # The section runs to the next "## " heading or the end; a blank line keeps them apart.
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.M | re.S)
+    body = text.rstrip("\n") + "\n\n"
+    new = pattern.sub(lambda _: body, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + body
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new.rstrip("\n") + "\n")
+
+
+def publish(text, path=None, section=None):
+    """Prints `text` and, when `path` is given (a script's --results), writes it there too.
+
+    `section` as in `write_results`.
+    """
+    print(text)
+    if path:
+        write_results(path, text, section)
+
+
+def cpu_model():
+    """The CPU's model name, from /proc/cpuinfo; None where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), None)
+    except OSError:
+        return None
