@@ -354,8 +354,9 @@ def np_training_step(state, x, *, ema, decay, epsilon=1e-5, kmeans_rows=None, km
 
 
 def quantizer_state(layer):
-    names = ("codebook", "cluster_size", "ema_dw", "initialized")
-    return {n: to_numpy(getattr(layer, n)) for n in names if hasattr(layer, n)}
+    names = ("cluster_size", "ema_dw", "initialized")
+    state = {n: to_numpy(getattr(layer, n)) for n in names if hasattr(layer, n)}
+    return {"codebook": to_numpy(layer.get_codebook()), **state}
 
 
 if __name__ == "__main__":

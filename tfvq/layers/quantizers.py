@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 from keras import ops
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from tfvq.layers._distribute import cross_replica_sum
 from tfvq.layers.quantizer import Quantizer
@@ -139,6 +140,14 @@ class _VectorQuantizerBase(Quantizer):
         # EMA of how many vectors each code receives per batch; starts at one pseudo-observation
         # per code so that an unused code keeps its vector instead of collapsing to zero.
         self.cluster_size = self._state_weight((self.num_embeddings,), "ones", "cluster_size")
+        if self._codebook_trainable:
+            # Where k-means and restarts write a learned codebook when JAX trains statelessly
+            # (`stateless_call`, Keras' JAX `fit`): that keeps the writes to non-trainable
+            # variables only, and drops any to a trainable one. The codes are `codebook +
+            # codebook_offset`; the offset is zero wherever variables can be assigned directly.
+            self.codebook_offset = self._state_weight(
+                (self.num_embeddings, self._code_dim), "zeros", "codebook_offset"
+            )
         self.initialized = self._state_weight((), "zeros" if self.kmeans_init else "ones", "initialized")
 
     def _state_weight(self, shape, initializer, name):
@@ -190,9 +199,36 @@ class _VectorQuantizerBase(Quantizer):
             z = _l2_normalize(z)
         return z, valid
 
-    def _codes(self):
-        """The codebook as searched: the variable, l2-normalised for cosine codes."""
+    def _codebook_value(self):
+        """The codebook as stored: the variable plus, for a learned one, `codebook_offset`."""
         codebook = ops.convert_to_tensor(self.codebook)
+        if self._codebook_trainable:
+            codebook = codebook + ops.convert_to_tensor(self.codebook_offset)
+        return codebook
+
+    def _write_codebook(self, values):
+        """Makes `values` the stored codebook, also inside JAX's stateless training steps."""
+        if self._codebook_trainable and in_stateless_scope():
+            learned = ops.stop_gradient(ops.convert_to_tensor(self.codebook))
+            self.codebook_offset.assign(values - learned)
+            return
+        self.codebook.assign(values)
+        if self._codebook_trainable:
+            self.codebook_offset.assign(ops.zeros_like(values))
+
+    def get_codebook(self):
+        """The codes searched, (num_embeddings, code size): unit vectors for cosine codes.
+
+        Read this rather than the `codebook` variable: after training under JAX's stateless
+        steps, a learned codebook's k-means and restarts sit in `codebook_offset`.
+        """
+        if not self.built:
+            self.build((None, self.embedding_dim))
+        return self._codes()
+
+    def _codes(self):
+        """The codebook as searched: the stored codes, l2-normalised for cosine codes."""
+        codebook = self._codebook_value()
         return _l2_normalize(codebook) if self.distance == "cosine" else codebook
 
     def _scores(self, z, codes):
@@ -288,7 +324,7 @@ class _VectorQuantizerBase(Quantizer):
         values = ops.cast(values, self.codebook.dtype)
         if self.distance == "cosine":
             values = _l2_normalize(values)
-        self.codebook.assign(values)
+        self._write_codebook(values)
         self.initialized.assign(ops.ones(self.initialized.shape, self.initialized.dtype))
 
     def call(self, inputs, training=False, return_info=False):
@@ -369,7 +405,7 @@ class _VectorQuantizerBase(Quantizer):
 
     def _assign_stats(self, cluster_size, summed_vectors, flat, num_vectors, finite=True):
         """Writes new statistics, after replacing dead codes by finite vectors of this batch."""
-        codebook = ops.convert_to_tensor(self.codebook)
+        codebook = self._codebook_value()
         if summed_vectors is not None:
             means = _smoothed_means(cluster_size, summed_vectors, self.epsilon)
             if self.distance == "cosine":
@@ -394,7 +430,7 @@ class _VectorQuantizerBase(Quantizer):
                     dead[:, None], fresh * self.dead_code_threshold, summed_vectors
                 )
         if summed_vectors is not None or self.dead_code_threshold > 0:
-            self.codebook.assign(codebook)
+            self._write_codebook(codebook)
         self.cluster_size.assign(cluster_size)
         if summed_vectors is not None:
             self.ema_dw.assign(summed_vectors)
@@ -407,14 +443,14 @@ class _VectorQuantizerBase(Quantizer):
         initialized = ops.convert_to_tensor(self.initialized)
         run = ops.logical_and(initialized < 0.5, num_vectors > 0)
         run = ops.logical_and(run, finite)  # k-means of NaNs is NaN
-        current = ops.convert_to_tensor(self.codebook)
+        current = self._codebook_value()
         # The seeds are drawn outside the branch: a SeedGenerator advanced inside `jax.lax.cond`
         # would leak the branch's tracer into its state variable.
         rows = keras.random.randint(
             (self.num_embeddings,), 0, ops.maximum(num_vectors, 1), seed=self.seed_generator
         )
         centroids = ops.cond(run, lambda: self._kmeans(flat, rows), lambda: current)
-        self.codebook.assign(centroids)
+        self._write_codebook(centroids)
         if hasattr(self, "ema_dw"):
             # One pseudo-observation of each centroid, as at construction.
             self.ema_dw.assign(ops.where(run, centroids, ops.convert_to_tensor(self.ema_dw)))
@@ -484,6 +520,11 @@ class VectorQuantizer(_VectorQuantizerBase):
     free; its normalised rows are the codes), and with `codebook_dim` a learned projection
     takes the inputs to small codes and back. `gradient="rotation"` keeps the forward values
     and changes only the gradient that reaches the inputs.
+
+    The codes are `get_codebook()`. That is the `codebook` variable, except after training
+    under JAX's stateless steps (`stateless_call`, Keras' JAX `fit`), which keep no write to a
+    trainable variable: there k-means and restarts go to the non-trainable `codebook_offset`,
+    which `get_codebook()` adds.
 
     Args:
         num_embeddings: K, the number of codes.
