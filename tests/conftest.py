@@ -1,6 +1,7 @@
-"""Shared test set-up: two logical CPU devices, offline TFDS data dirs, quiet logs."""
+"""Shared test set-up: two logical CPU devices, offline TFDS data dirs, quiet logs, free ports."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,24 @@ def mirrored_strategy():
     failing with "Shape mismatch in the collective instance", so every test shares this one.
     """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture
+def free_ports():
+    """`free_ports(n)`: n distinct TCP ports of 127.0.0.1, free for a local cluster's processes.
+
+    The n sockets are bound together, so that no two get the same port, and closed again before
+    the ports are handed out.
+    """
+
+    def ports(n):
+        sockets = [socket.socket() for _ in range(n)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            return [s.getsockname()[1] for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+
+    return ports

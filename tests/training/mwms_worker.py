@@ -1,6 +1,6 @@
 """One worker of a local MultiWorkerMirroredStrategy run (started by test_distributed.py).
 
-Usage: TF_CONFIG=... python mwms_worker.py OUTPUT.npz [--steps N]
+Usage, from the repository root: TF_CONFIG=... python -m tests.training.mwms_worker OUTPUT.npz
 Trains the tiny VQ-VAE with `fit` for a few steps and writes its weights to OUTPUT.npz.
 """
 
@@ -8,15 +8,14 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from _common import images, tiny_vqvae  # noqa: E402
 from tfvq.training import make_strategy  # noqa: E402
+
+from ._common import images, tiny_vqvae  # noqa: E402
 
 
 def main(output, steps=4):

@@ -1,6 +1,6 @@
 """Trains the tiny VQ-VAE for some epochs with `default_callbacks`, slowly enough to be killed.
 
-Usage: python resumable_train.py OUTPUT_DIR EPOCHS
+Usage, from the repository root: python -m tests.training.resumable_train OUTPUT_DIR EPOCHS
 Appends each epoch it starts to OUTPUT_DIR/epochs.txt and, when done, writes the final weights
 to OUTPUT_DIR/final.npz. Killed and rerun, it resumes from OUTPUT_DIR/backup.
 """
@@ -10,15 +10,14 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from _common import images, tiny_vqvae  # noqa: E402
 from tfvq.training import default_callbacks  # noqa: E402
+
+from ._common import images, tiny_vqvae  # noqa: E402
 
 BATCHES_PER_EPOCH = 12
 SECONDS_PER_BATCH = 0.08

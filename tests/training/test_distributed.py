@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,8 +15,7 @@ import tensorflow as tf
 
 from ._common import images, tiny_vqvae
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _compiled(strategy):
@@ -49,20 +47,13 @@ def test_mirrored_two_cpus_match_one_device(mirrored_strategy):
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=1e-5, err_msg=name)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+def _command(module, *args):
+    """`python -m tests.training.<module> args...`: to run with cwd=ROOT, the repository root."""
+    return [sys.executable, "-m", f"tests.training.{module}", *map(str, args)]
 
 
 def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", **extra)
 
 
 def _stop(process):
@@ -72,14 +63,14 @@ def _stop(process):
 
 
 @pytest.mark.slow
-def test_multiworker_processes_end_with_identical_weights(tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+def test_multiworker_processes_end_with_identical_weights(tmp_path, free_ports):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     try:
         for index in range(2):
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             processes.append(subprocess.Popen(
-                [sys.executable, str(HERE / "mwms_worker.py"), str(tmp_path / f"w{index}.npz")],
+                _command("mwms_worker", tmp_path / f"w{index}.npz"), cwd=ROOT,
                 env=_env(TF_CONFIG=json.dumps(tf_config)), stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True,
             ))
@@ -103,8 +94,8 @@ def test_multiworker_processes_end_with_identical_weights(tmp_path):
 
 def _train(output_dir, epochs=3, timeout=120):
     return subprocess.run(
-        [sys.executable, str(HERE / "resumable_train.py"), str(output_dir), str(epochs)],
-        env=_env(), capture_output=True, text=True, timeout=timeout,
+        _command("resumable_train", output_dir, epochs), cwd=ROOT, env=_env(),
+        capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -114,8 +105,8 @@ def test_killed_run_resumes_from_backup_to_the_same_weights(tmp_path):
     interrupted.mkdir()
     uninterrupted.mkdir()
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "resumable_train.py"), str(interrupted), "3"],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        _command("resumable_train", interrupted, 3), cwd=ROOT, env=_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
         metadata = interrupted / "backup" / "training_metadata.json"  # written after the weights
