@@ -102,6 +102,21 @@ def test_bad_arguments(make_layer, argument):
         make_layer()
 
 
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda: ResidualBlock(4, None),
+        lambda: ResidualStack(2, 4, None),
+        lambda: ConvEncoder(8, 2),
+        lambda: ConvDecoder(3, 8, 2),
+    ],
+    ids=["block", "stack", "encoder", "decoder"],
+)
+def test_arguments_after_the_sizes_are_keyword_only(make_layer):
+    with pytest.raises(TypeError, match="positional argument"):
+        make_layer()
+
+
 def test_encoder_rejects_non_images():
     with pytest.raises(ValueError, match="ConvEncoder expects images"):
         ConvEncoder().build((None, 32, 3))
@@ -139,12 +154,16 @@ def test_paper_parameter_counts():
     [
         (ResidualBlock(6, name="block"), (4, 4, 5)),
         (ResidualStack(2, 3, name="stack"), (4, 4, 5)),
-        (ConvEncoder(8, 2, "avg_pool", 1, 4, output_channels=6, name="enc"), (8, 8, 3)),
-        (ConvEncoder(8, 1, "stride", 0, 4, name="enc_stride"), (8, 8, 3)),
-        (ConvDecoder(3, 8, 2, "pool", 1, 4, name="dec"), (2, 2, 6)),
-        (ConvDecoder(2, 8, 1, "stride", 2, 4, name="dec_stride"), (4, 4, 6)),
-        (ConvEncoder(8, 1, kernel_initializer="he_uniform", input_offset=-0.5, name="enc_he"),
-         (8, 8, 3)),
+        (ConvEncoder(8, downsample_stages=2, downsample="avg_pool", num_residual_layers=1,
+                     residual_channels=4, output_channels=6, name="enc"), (8, 8, 3)),
+        (ConvEncoder(8, downsample_stages=1, downsample="stride", num_residual_layers=0,
+                     residual_channels=4, name="enc_stride"), (8, 8, 3)),
+        (ConvDecoder(3, 8, downsample_stages=2, downsample="pool", num_residual_layers=1,
+                     residual_channels=4, name="dec"), (2, 2, 6)),
+        (ConvDecoder(2, 8, downsample_stages=1, downsample="stride", num_residual_layers=2,
+                     residual_channels=4, name="dec_stride"), (4, 4, 6)),
+        (ConvEncoder(8, downsample_stages=1, kernel_initializer="he_uniform", input_offset=-0.5,
+                     name="enc_he"), (8, 8, 3)),
     ],
     ids=lambda v: getattr(v, "name", None),
 )
@@ -192,10 +211,10 @@ def test_default_kernels_have_variance_one_over_fan_in():
 
 def test_kernel_initializer_reaches_every_conv():
     keras.utils.set_random_seed(0)
-    enc = ConvEncoder(8, 1, num_residual_layers=1, residual_channels=4, output_channels=2,
-                      kernel_initializer="zeros")
+    enc = ConvEncoder(8, downsample_stages=1, num_residual_layers=1, residual_channels=4,
+                      output_channels=2, kernel_initializer="zeros")
     enc.build((None, 8, 8, 3))
-    dec = ConvDecoder(3, 8, 1, num_residual_layers=1, residual_channels=4,
+    dec = ConvDecoder(3, 8, downsample_stages=1, num_residual_layers=1, residual_channels=4,
                       kernel_initializer=keras.initializers.Zeros())
     dec.build((None, 4, 4, 2))
     found = {**kernels(enc), **kernels(dec)}

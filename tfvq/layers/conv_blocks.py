@@ -83,7 +83,7 @@ class ResidualBlock(keras.layers.Layer):
     (2, 4, 4, 16)
     """
 
-    def __init__(self, residual_channels, kernel_initializer=None, **kwargs):
+    def __init__(self, residual_channels, *, kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         check_int(self, "residual_channels", residual_channels, 1)
         self.residual_channels = residual_channels
@@ -132,14 +132,15 @@ class ResidualStack(_Sequence):
     (1, 4, 4, 16)
     """
 
-    def __init__(self, num_layers=2, residual_channels=32, kernel_initializer=None, **kwargs):
+    def __init__(self, num_layers=2, residual_channels=32, *, kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         check_int(self, "num_layers", num_layers, 0)
         self.num_layers = num_layers
         self.residual_channels = residual_channels
         self.kernel_initializer = kernel_initializer
         self._steps = [
-            ResidualBlock(residual_channels, kernel_initializer, name=f"block_{i}")
+            ResidualBlock(residual_channels, kernel_initializer=kernel_initializer,
+                          name=f"block_{i}")
             for i in range(num_layers)
         ] + [keras.layers.ReLU(name="relu")]
 
@@ -157,6 +158,7 @@ class _ConvStack(_Sequence):
 
     def __init__(
         self,
+        *,
         hidden_channels=128,
         downsample_stages=2,
         downsample="stride",
@@ -190,7 +192,7 @@ class _ConvStack(_Sequence):
 
     def _residual_stack(self):
         return ResidualStack(self.num_residual_layers, self.residual_channels,
-                             self.kernel_initializer, name="residual_stack")
+                             kernel_initializer=self.kernel_initializer, name="residual_stack")
 
     def _stage_channels(self, i):
         # Widths double towards the bottleneck: hidden / 2^(stages - 1 - i) at encoder stage i.
@@ -241,11 +243,13 @@ class ConvEncoder(_ConvStack):
     (2, 8, 8, 8)
     """
 
-    def __init__(self, hidden_channels=128, downsample_stages=2, downsample="stride",
+    def __init__(self, hidden_channels=128, *, downsample_stages=2, downsample="stride",
                  num_residual_layers=2, residual_channels=32, output_channels=None,
                  input_offset=0.0, kernel_initializer=None, **kwargs):
-        super().__init__(hidden_channels, downsample_stages, downsample, num_residual_layers,
-                         residual_channels, kernel_initializer, **kwargs)
+        super().__init__(hidden_channels=hidden_channels, downsample_stages=downsample_stages,
+                         downsample=downsample, num_residual_layers=num_residual_layers,
+                         residual_channels=residual_channels,
+                         kernel_initializer=kernel_initializer, **kwargs)
         self.output_channels = output_channels
         self.input_offset = float(input_offset)
         steps = []
@@ -313,11 +317,13 @@ class ConvDecoder(_ConvStack):
     (2, 32, 32, 3)
     """
 
-    def __init__(self, output_channels, hidden_channels=128, downsample_stages=2,
+    def __init__(self, output_channels, hidden_channels=128, *, downsample_stages=2,
                  downsample="stride", num_residual_layers=2, residual_channels=32,
                  kernel_initializer=None, **kwargs):
-        super().__init__(hidden_channels, downsample_stages, downsample, num_residual_layers,
-                         residual_channels, kernel_initializer, **kwargs)
+        super().__init__(hidden_channels=hidden_channels, downsample_stages=downsample_stages,
+                         downsample=downsample, num_residual_layers=num_residual_layers,
+                         residual_channels=residual_channels,
+                         kernel_initializer=kernel_initializer, **kwargs)
         check_int(self, "output_channels", output_channels, 1)
         self.output_channels = output_channels
         steps = [
