@@ -330,7 +330,7 @@ def test_call_and_log_prob_reject_bad_codes_and_labels():
 
 def test_sample_rejects_bad_arguments():
     prior = _prior()
-    with pytest.raises(ValueError, match="positive integer n"):
+    with pytest.raises(ValueError, match="n >= 1"):
         prior.sample(0)
     with pytest.raises(ValueError, match="temperature > 0"):
         prior.sample(2, temperature=0.0)

@@ -9,6 +9,7 @@ from keras import ops
 from tfvq import losses
 from tfvq.layers import ConvDecoder, ConvEncoder
 from tfvq.models.steps import SelfSupervisedModel
+from tfvq.utils.checks import check_image_shape
 from tfvq.utils.elements import split_element
 
 
@@ -37,12 +38,7 @@ class ImageAutoencoder(SelfSupervisedModel):
     def __init__(self, input_shape, reconstruction_loss="mse", data_variance=None,
                  data_range=1.0, encoder=None, decoder=None, **kwargs):
         super().__init__(**kwargs)
-        self.image_shape = tuple(int(d) for d in input_shape)
-        if len(self.image_shape) != 3:
-            raise ValueError(
-                f"{type(self).__name__} expects input_shape (height, width, channels); "
-                f"got {input_shape!r}"
-            )
+        self.image_shape = check_image_shape(self, input_shape)
         if data_variance is not None and data_variance <= 0:
             raise ValueError(f"data_variance must be > 0; got {data_variance}")
         self.likelihood = losses.Likelihood(reconstruction_loss)

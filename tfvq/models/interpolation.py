@@ -5,6 +5,7 @@ from keras import ops
 from tfvq.models.ae import AE
 from tfvq.models.vae import VAE
 from tfvq.models.vqvae import VQVAE
+from tfvq.utils.checks import check_int
 
 
 def interpolate(model, x1, x2, steps=8):
@@ -33,8 +34,7 @@ def interpolate(model, x1, x2, steps=8):
     """
     if not isinstance(model, (AE, VAE, VQVAE)):
         raise ValueError(f"interpolate expects an AE, VAE or VQVAE; got {type(model).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"interpolate expects steps >= 2 (an int); got {steps!r}")
+    check_int("interpolate", "steps", steps, minimum=2)
     x1, x2 = ops.convert_to_tensor(x1), ops.convert_to_tensor(x2)
     if tuple(x1.shape) != tuple(x2.shape):
         raise ValueError(f"interpolate expects x1 and x2 of one shape; got {x1.shape} and {x2.shape}")

@@ -13,6 +13,7 @@ from keras import ops
 
 from tfvq.layers.pixelcnn import GatedPixelCNNBlock
 from tfvq.models.steps import SelfSupervisedModel
+from tfvq.utils.checks import check_int, is_int
 from tfvq.utils.elements import split_element
 
 
@@ -94,29 +95,19 @@ class PixelCNNPrior(SelfSupervisedModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(num_embeddings, (int, np.integer)) or num_embeddings < 2:
-            raise ValueError(
-                f"PixelCNNPrior expects an integer num_embeddings >= 2; got {num_embeddings!r}"
-            )
+        check_int(self, "num_embeddings", num_embeddings, minimum=2)
         latent_shape = tuple(latent_shape) if isinstance(latent_shape, (tuple, list)) else None
-        if (
-            latent_shape is None
-            or len(latent_shape) != 2
-            or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in latent_shape)
+        if latent_shape is None or len(latent_shape) != 2 or not all(
+            is_int(d, minimum=1) for d in latent_shape
         ):
             raise ValueError(
                 "PixelCNNPrior expects latent_shape=(h, w), two positive integers; got "
                 f"{latent_shape!r}"
             )
-        if not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
-            raise ValueError(f"PixelCNNPrior expects num_layers >= 1; got {num_layers!r}")
-        if num_classes is not None and (
-            not isinstance(num_classes, (int, np.integer)) or num_classes < 1
-        ):
-            raise ValueError(
-                f"PixelCNNPrior expects num_classes to be None or a positive integer; got "
-                f"{num_classes!r}"
-            )
+        check_int(self, "hidden_channels", hidden_channels)
+        check_int(self, "num_layers", num_layers)
+        if num_classes is not None:
+            check_int(self, "num_classes", num_classes)
 
         # === Config ===
         self.num_embeddings = int(num_embeddings)
@@ -337,8 +328,7 @@ class PixelCNNPrior(SelfSupervisedModel):
         Returns:
             (n, h, w) int32 codes in [0, num_embeddings), ready for `VQVAE.decode_indices`.
         """
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"PixelCNNPrior.sample expects a positive integer n; got {n!r}")
+        check_int("PixelCNNPrior.sample", "n", n)
         temperature = float(temperature)
         if not (temperature > 0 and math.isfinite(temperature)):
             raise ValueError(
@@ -351,8 +341,8 @@ class PixelCNNPrior(SelfSupervisedModel):
         labels = self._check_labels(labels, int(n))
         if seed is None:
             seed = np.random.randint(0, 2**31 - 1)
-        elif not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"PixelCNNPrior.sample expects an int seed or None; got {seed!r}")
+        else:
+            check_int("PixelCNNPrior.sample", "seed", seed, minimum=None)
 
         if self._sample_fn is None:
             self._sample_fn = tf.function(self._sample_codes, reduce_retracing=True)

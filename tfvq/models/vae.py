@@ -69,6 +69,7 @@ class VAE(ImageAutoencoder):
 
     def sample(self, n, seed=None):
         """`n` images decoded from prior samples z ~ N(0, I)."""
+        check_int("VAE.sample", "n", n)
         seed = self.seed_generator if seed is None else seed
         return self.decode(keras.random.normal((n, self.latent_dim), seed=seed))
 
