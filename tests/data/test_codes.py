@@ -69,6 +69,24 @@ def test_codes_dataset_rejects_bad_inputs():
 
     with pytest.raises(ValueError, match=r"\(B, h, w\)"):
         codes_dataset(FlatEncoder(), batched)
+    with pytest.raises(ValueError, match=r"codes_dataset expects batch_size >= 1 \(an int\); got 0"):
+        codes_dataset(_StandInVQVAE(), batched, batch_size=0)
+    with pytest.raises(ValueError, match=r"codes_dataset expects level >= 0 \(an int\); got -1"):
+        codes_dataset(_StandInVQVAE(), batched, level=-1)
+
+
+def test_codes_dataset_reads_tfds_style_dict_elements():
+    # What tfds.load yields: images under "image", labels under "label", other features beside.
+    images = RNG.random((6, 8, 8, 1)).astype("float32")
+    labels = np.arange(6) % 2
+    plain = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    feature_dicts = tf.data.Dataset.from_tensor_slices(
+        {"image": images, "label": labels, "id": [str(i) for i in range(6)]}).batch(4)
+    for expected, got in zip(codes_dataset(_StandInVQVAE(), plain).as_numpy_iterator(),
+                             codes_dataset(_StandInVQVAE(), feature_dicts).as_numpy_iterator(),
+                             strict=True):
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
 
 
 class _TwoLevelVQVAE(_StandInVQVAE):

@@ -4,6 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvq.utils.checks import check_int
+from tfvq.utils.elements import split_element
+
 
 def codes_dataset(vqvae, image_ds, batch_size=None, level=0):
     """Encodes an image dataset once into a dataset of VQ-VAE code maps, for `PixelCNNPrior`.
@@ -19,8 +22,9 @@ def codes_dataset(vqvae, image_ds, batch_size=None, level=0):
     Args:
         vqvae: any object with `encode_to_indices(images) -> (B, h, w)` integer codes, such as
             `tfvq.VQVAE`.
-        image_ds: a finite, batched `tf.data.Dataset` of (B, H, W, C) images or of
-            (images, labels) pairs.
+        image_ds: a finite, batched `tf.data.Dataset` of (B, H, W, C) images, of
+            (images, labels) pairs, or of the other forms of `tfvq.utils.elements.split_element`
+            (tfds-style {"image": ..., "label": ...} dicts).
         batch_size: batch size of the result; by default that of `image_ds`'s first batch.
         level: which level of multi-level `(B, h, w, Q)` codes to keep (ignored for one).
 
@@ -46,21 +50,24 @@ def codes_dataset(vqvae, image_ds, batch_size=None, level=0):
         raise ValueError(f"codes_dataset expects a tf.data.Dataset; got {type(image_ds).__name__}")
     if image_ds.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise ValueError("codes_dataset expects a finite image_ds; drop its .repeat()")
+    if batch_size is not None:
+        check_int("codes_dataset", "batch_size", batch_size)
+    check_int("codes_dataset", "level", level, minimum=0)
     spec = image_ds.element_spec
-    labelled = isinstance(spec, tuple) and len(spec) == 2
-    image_spec = spec[0] if labelled else spec
+    image_spec, label_spec = split_element(spec, "codes_dataset")
     if not isinstance(image_spec, tf.TensorSpec) or image_spec.shape.rank != 4:
         raise ValueError(
             "codes_dataset expects batched (B, H, W, C) images or (images, labels) pairs; got "
             f"element_spec {spec} (call .batch() on an unbatched dataset)"
         )
+    labelled = label_spec is not None
 
     codes, labels = [], []
     for element in image_ds:
-        images = element[0] if labelled else element
+        images, element_labels = split_element(element, "codes_dataset")
         indices = np.asarray(keras.ops.convert_to_numpy(vqvae.encode_to_indices(images)))
         if indices.ndim == 4:
-            if not 0 <= level < indices.shape[-1]:
+            if level >= indices.shape[-1]:
                 raise ValueError(
                     f"codes_dataset expects level in [0, {indices.shape[-1]}) for codes of "
                     f"shape {indices.shape}; got level={level!r}"
@@ -73,7 +80,7 @@ def codes_dataset(vqvae, image_ds, batch_size=None, level=0):
             )
         codes.append(indices.astype(np.int32))
         if labelled:
-            labels.append(element[1].numpy())
+            labels.append(element_labels.numpy())
         if batch_size is None:
             batch_size = len(images)
     if not codes:
