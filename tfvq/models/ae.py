@@ -2,7 +2,7 @@
 
 import keras
 
-from tfvq.models.base import ImageAutoencoder
+from tfvq.models.base import ImageAutoencoder, conv_arguments
 from tfvq.utils.checks import check_int
 
 
@@ -41,8 +41,8 @@ class AE(ImageAutoencoder):
                          decoder, **kwargs)
         self.latent_dim = None if latent_dim is None else check_int(self, "latent_dim", latent_dim)
         self.latent_channels = check_int(self, "latent_channels", latent_channels)
-        conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
-                                 num_residual_layers, residual_channels)
+        conv = conv_arguments(self, hidden_channels, downsample_stages, downsample,
+                              num_residual_layers, residual_channels)
         if latent_dim is None:
             self.encoder = encoder or self._map_encoder(conv, latent_channels)
             self.decoder = decoder or self._map_decoder(conv)

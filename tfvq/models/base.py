@@ -1,4 +1,4 @@
-"""What AE, VAE and VQ-VAE share: input checks, loss terms, metrics, train and test steps."""
+"""What AE, VAE and VQ-VAE share: input checks, loss terms, metrics, default conv stacks."""
 
 import warnings
 
@@ -34,6 +34,7 @@ class ImageAutoencoder(SelfSupervisedModel):
     """
 
     metric_names = ("loss", "reconstruction_loss", "mse", "psnr")
+    _layer_arguments = ("encoder", "decoder")
 
     def __init__(self, input_shape, reconstruction_loss="mse", data_variance=None,
                  data_range=1.0, encoder=None, decoder=None, **kwargs):
@@ -61,17 +62,6 @@ class ImageAutoencoder(SelfSupervisedModel):
         self.built = True
 
     # Default conv stacks -----------------------------------------------------------------
-
-    def _conv_kwargs(self, hidden_channels, downsample_stages, downsample, num_residual_layers,
-                     residual_channels):
-        """Stores the default conv stacks' arguments (attributes and config) and returns them."""
-        conv = dict(hidden_channels=hidden_channels, downsample_stages=downsample_stages,
-                    downsample=downsample, num_residual_layers=num_residual_layers,
-                    residual_channels=residual_channels)
-        for name, value in conv.items():
-            setattr(self, name, value)
-        self._conv_config = conv
-        return conv
 
     def _map_encoder(self, conv_kwargs, output_channels):
         return ConvEncoder(output_channels=output_channels, input_offset=-losses.MID_GRAY,
@@ -117,50 +107,10 @@ class ImageAutoencoder(SelfSupervisedModel):
         """The latents of checked images: the encoder's output unless a model says otherwise."""
         return self.encoder(x, training=training)
 
-    # Range check -------------------------------------------------------------------------
-
-    def fit(self, x=None, *args, **kwargs):
-        self._warn_if_out_of_range(x)
-        return super().fit(x, *args, **kwargs)
-
-    def evaluate(self, x=None, *args, **kwargs):
-        self._warn_if_out_of_range(x)
-        return super().evaluate(x, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        self._warn_if_out_of_range(x)
-        return super().predict(x, *args, **kwargs)
-
-    def _warn_if_out_of_range(self, x):
-        """Warns once per model when float arrays given to fit/evaluate/predict leave [0, 1].
-
-        A VQ-VAE fed 0..255 floats trains with a loss in the tens of thousands and no other
-        sign of the mistake. Arrays are checked (min and max, one pass); datasets are not, since
-        reading one batch ahead can cost a shuffle buffer of decoded images.
-        """
-        if getattr(self, "_range_warned", False):
-            return
-        try:
-            import tensorflow as tf
-
-            if isinstance(x, tf.data.Dataset):
-                return
-            images, _ = split_element(x, type(self).__name__)
-            array = np.asarray(images)
-        except (ValueError, TypeError):
-            return
-        if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
-            return
-        low, high = float(np.nanmin(array)), float(np.nanmax(array))
-        if low < -1e-3 or high > 1.0 + 1e-3:
-            self._range_warned = True
-            warnings.warn(
-                f"{type(self).__name__} expects float images in [0, 1] (or uint8 in 0..255); got "
-                f"values in [{low:.4g}, {high:.4g}]. Divide by 255, or pass uint8 images.",
-                stacklevel=3,
-            )
-
     # Inputs ------------------------------------------------------------------------------
+
+    def _check_data(self, x):
+        warn_if_out_of_range(self, x)
 
     def _images(self, data):
         """Checks and converts what a dataset yields (or what a user passes) to float images."""
@@ -219,8 +169,7 @@ class ImageAutoencoder(SelfSupervisedModel):
         `MirroredStrategy` the replicas share one layer object and its list of added losses,
         and a replica waiting in the codebook all-reduce would read another replica's loss.
         """
-        added = list(self.encoder.losses) + list(self.decoder.losses)
-        return ops.sum(ops.stack([ops.cast(l, "float32") for l in added])) if added else 0.0
+        return self._added_losses(self.encoder, self.decoder)
 
     # Config ------------------------------------------------------------------------------
 
@@ -235,11 +184,47 @@ class ImageAutoencoder(SelfSupervisedModel):
         }
         return {**super().get_config(), **config, **getattr(self, "_conv_config", {})}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder", "quantizer"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
+def conv_arguments(model, hidden_channels, downsample_stages, downsample, num_residual_layers,
+                   residual_channels):
+    """The keyword arguments of a model's default `ConvEncoder` / `ConvDecoder`, kept on it.
+
+    Each becomes an attribute of `model`, and the dict, `model._conv_config`, part of its config.
+    """
+    conv = dict(hidden_channels=hidden_channels, downsample_stages=downsample_stages,
+                downsample=downsample, num_residual_layers=num_residual_layers,
+                residual_channels=residual_channels)
+    for name, value in conv.items():
+        setattr(model, name, value)
+    model._conv_config = conv
+    return conv
+
+
+def warn_if_out_of_range(model, x):
+    """Warns once per model when float arrays given to fit/evaluate/predict leave [0, 1].
+
+    A VQ-VAE fed 0..255 floats trains with a loss in the tens of thousands and no other sign
+    of the mistake. Arrays are checked (min and max, one pass); datasets are not, since reading
+    one batch ahead can cost a shuffle buffer of decoded images.
+    """
+    if getattr(model, "_range_warned", False):
+        return
+    try:
+        import tensorflow as tf
+
+        if isinstance(x, tf.data.Dataset):
+            return
+        images, _ = split_element(x, type(model).__name__)
+        array = np.asarray(images)
+    except (ValueError, TypeError):
+        return
+    if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
+        return
+    low, high = float(np.nanmin(array)), float(np.nanmax(array))
+    if low < -1e-3 or high > 1.0 + 1e-3:
+        model._range_warned = True
+        warnings.warn(
+            f"{type(model).__name__} expects float images in [0, 1] (or uint8 in 0..255); got "
+            f"values in [{low:.4g}, {high:.4g}]. Divide by 255, or pass uint8 images.",
+            stacklevel=4,
+        )

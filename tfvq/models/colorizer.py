@@ -5,16 +5,17 @@ from keras import ops
 
 from tfvq.layers import ConvDecoder, ConvEncoder, LabColorizationHead
 from tfvq.losses import colorization_terms
-from tfvq.models.base import ImageAutoencoder
-from tfvq.utils.elements import split_element
-from tfvq.utils.checks import check_int
+from tfvq.models.base import conv_arguments, warn_if_out_of_range
+from tfvq.models.steps import SelfSupervisedModel
+from tfvq.utils.checks import check_image_shape, check_int
 from tfvq.utils.colorspace import lab_to_rgb, rgb_to_lab
+from tfvq.utils.elements import split_element
 
 HEADS = ("classification", "regression")
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
-class Colorizer(ImageAutoencoder):
+class Colorizer(SelfSupervisedModel):
     """Predicts the colours of an image from its lightness: RGB (or L) in, recolored RGB out.
 
     "Colorful Image Colorization", Zhang, Isola and Efros 2016. The image is converted to CIE
@@ -61,21 +62,24 @@ class Colorizer(ImageAutoencoder):
     """
 
     metric_names = ("loss", "psnr", "ab_error", "ab_auc")
+    _layer_arguments = ("encoder", "decoder", "head")
 
     def __init__(self, input_shape=(32, 32, 3), head="classification", head_options=None,
                  feature_channels=64, hidden_channels=64, residual_channels=32,
                  num_residual_layers=2, downsample_stages=2, downsample="stride", encoder=None,
                  decoder=None, **kwargs):
-        # PSNR is always on RGB in [0, 1]; the base's likelihood options do not apply.
-        super().__init__(input_shape, "mse", None, 1.0, encoder, decoder, **kwargs)
+        super().__init__(**kwargs)
+        self.image_shape = check_image_shape(self, input_shape)
         if self.image_shape[-1] not in (1, 3):
             raise ValueError(
                 "Colorizer expects input_shape (height, width, 3) for RGB or (height, width, 1) "
                 f"for L; got input_shape={tuple(input_shape)!r}"
             )
         self.feature_channels = check_int(self, "feature_channels", feature_channels)
-        conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
-                                 num_residual_layers, residual_channels)
+        self._custom_encoder = encoder is not None
+        self._custom_decoder = decoder is not None
+        conv = conv_arguments(self, hidden_channels, downsample_stages, downsample,
+                              num_residual_layers, residual_channels)
         self.encoder = encoder or ConvEncoder(name="encoder", **conv)
         self.decoder = decoder or ConvDecoder(feature_channels, name="decoder", **conv)
         self.head_options = dict(head_options or {})
@@ -94,7 +98,12 @@ class Colorizer(ImageAutoencoder):
             raise ValueError(
                 f"Colorizer expects head in {HEADS} or a LabColorizationHead; got {head!r}"
             )
-        self._finish_init()
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+        self(ops.zeros((1,) + self.image_shape))  # creates every weight
+
+    def build(self, input_shape):
+        # Built in __init__: loading a .keras file needs no further build.
+        self.built = True
 
     # Inputs ------------------------------------------------------------------------------
 
@@ -163,17 +172,11 @@ class Colorizer(ImageAutoencoder):
             )
         return self.head(features, training=training)
 
-    def _warn_if_out_of_range(self, x):
+    def _check_data(self, x):
         # L alone (one channel) lies in [0, 100]; only RGB is held to [0, 1].
         images, _ = split_element(x, "Colorizer")
         if getattr(images, "shape", (None,))[-1] == 3:
-            super()._warn_if_out_of_range(x)
-
-    def encode(self, x, training=False):
-        raise NotImplementedError(
-            "Colorizer is no autoencoder: it maps lightness to colour; use predict_ab or call")
-
-    decode = encode
+            warn_if_out_of_range(self, x)
 
     def predict_ab(self, images, training=False):
         """Predicted ab `(B, H, W, 2)` of RGB (or L) images, in ab units."""
@@ -184,6 +187,9 @@ class Colorizer(ImageAutoencoder):
         ab = self.head.decode(self._head_outputs(lightness, training))
         return lab_to_rgb(ops.concatenate([lightness, ops.cast(ab, "float32")], axis=-1))
 
+    def _step_inputs(self, data):
+        return self._images(data)
+
     def _loss_terms(self, x, training):
         lab = rgb_to_lab(x)
         lightness, ab_true = lab[..., :1], lab[..., 1:]
@@ -191,7 +197,7 @@ class Colorizer(ImageAutoencoder):
         loss = self.head.loss(ab_true, outputs)
         recolored = lab_to_rgb(ops.concatenate([lightness, self.head.decode(outputs)], axis=-1))
         terms = colorization_terms(x, ops.stop_gradient(recolored))
-        return loss + self._regularization(), terms
+        return loss + self._added_losses(self.encoder, self.decoder), terms
 
     def fit_rebalancing(self, images, max_batches=None):
         """Fits the classification head's class-rebalancing weights (paper Eq. 4) to images.
@@ -223,21 +229,14 @@ class Colorizer(ImageAutoencoder):
     # Config ------------------------------------------------------------------------------
 
     def get_config(self):
-        config = self._base_config()
-        # Fixed for a Colorizer (see __init__), so not arguments of it.
-        for key in ("reconstruction_loss", "data_variance", "data_range"):
-            config.pop(key)
-        head = self.head_kind or keras.saving.serialize_keras_object(self.head)
+        serialize = keras.saving.serialize_keras_object
         return {
-            **config,
-            "head": head,
+            **super().get_config(),
+            "input_shape": self.image_shape,
+            "head": self.head_kind or serialize(self.head),
             "head_options": self.head_options,
             "feature_channels": self.feature_channels,
+            **self._conv_config,
+            "encoder": serialize(self.encoder) if self._custom_encoder else None,
+            "decoder": serialize(self.decoder) if self._custom_decoder else None,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("head"), dict):
-            config["head"] = keras.saving.deserialize_keras_object(config["head"])
-        return super().from_config(config)

@@ -399,7 +399,3 @@ class PixelCNNPrior(SelfSupervisedModel):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

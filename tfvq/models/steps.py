@@ -20,7 +20,12 @@ class SelfSupervisedModel(keras.Model):
       `fit` refused on a bad batch (wrong shape, wrong dtype) leaves the model trainable:
       otherwise the next `fit` fails with "Creating variables on a non-first call to a
       function decorated with tf.function";
-    - the logs are rank-1 under `MultiWorkerMirroredStrategy`, as Keras 3.15's `fit` needs.
+    - the logs are rank-1 under `MultiWorkerMirroredStrategy`, as Keras 3.15's `fit` needs;
+    - `fit`, `evaluate` and `predict` show their data to `_check_data(x)` first (a subclass
+      warns there about what Keras would accept silently);
+    - `from_config` rebuilds the constructor arguments named in `_layer_arguments` that the
+      config holds as serialized Keras layers (a custom encoder, a quantizer instance);
+    - `_added_losses(*layers)` sums what the given layers add with `add_loss` or regularizers.
 
     Example:
     >>> class Mean(SelfSupervisedModel):
@@ -39,6 +44,9 @@ class SelfSupervisedModel(keras.Model):
     >>> round(float(model.w.numpy()), 2)
     2.0
     """
+
+    # Constructor arguments that may be Keras layers, serialized in the config.
+    _layer_arguments = ()
 
     @property
     def metrics(self):
@@ -62,6 +70,26 @@ class SelfSupervisedModel(keras.Model):
     def _build_optimizer(self):
         if self.optimizer is not None and self.built and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_data(x)
+        return super().predict(x, *args, **kwargs)
+
+    def _check_data(self, x):
+        """Sees what `fit` / `evaluate` / `predict` are given, before Keras reads it."""
+
+    def _added_losses(self, *layers):
+        """The sum of the losses `layers` add (weight regularizers, custom `add_loss`), or 0."""
+        added = [loss for layer in layers for loss in layer.losses]
+        return ops.sum(ops.stack([ops.cast(l, "float32") for l in added])) if added else 0.0
 
     def _step_inputs(self, data):
         raise NotImplementedError
@@ -101,3 +129,11 @@ class SelfSupervisedModel(keras.Model):
             # Keras 3.15's fit under MultiWorkerMirroredStrategy needs rank-1 logs.
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in cls._layer_arguments:
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

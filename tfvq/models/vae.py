@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from tfvq import losses
-from tfvq.models.base import ImageAutoencoder
+from tfvq.models.base import ImageAutoencoder, conv_arguments
 from tfvq.utils.checks import check_int
 
 
@@ -56,8 +56,8 @@ class VAE(ImageAutoencoder):
         self.beta = float(beta)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
-                                 num_residual_layers, residual_channels)
+        conv = conv_arguments(self, hidden_channels, downsample_stages, downsample,
+                              num_residual_layers, residual_channels)
         self.encoder = encoder or self._vector_encoder(conv, 2 * latent_dim)
         self.decoder = decoder or self._vector_decoder(conv)
         self._finish_init()

@@ -5,7 +5,7 @@ from keras import ops
 
 from tfvq.layers import QUANTIZERS, Quantizer
 from tfvq.layers.quantizer import CodeUsage
-from tfvq.models.base import ImageAutoencoder
+from tfvq.models.base import ImageAutoencoder, conv_arguments
 
 
 @keras.saving.register_keras_serializable(package="tfvq")
@@ -48,6 +48,7 @@ class VQVAE(ImageAutoencoder):
 
     # perplexity and usage follow, pooled over the pass (`CodeUsage`, added in __init__).
     metric_names = ImageAutoencoder.metric_names + ("vq_loss",)
+    _layer_arguments = ImageAutoencoder._layer_arguments + ("quantizer",)
 
     def __init__(self, input_shape=(32, 32, 3), num_embeddings=512, embedding_dim=64,
                  hidden_channels=128, residual_channels=32, num_residual_layers=2,
@@ -61,8 +62,8 @@ class VQVAE(ImageAutoencoder):
         self.commitment_cost = commitment_cost
         self.decay = decay
         self.quantizer_options = dict(quantizer_options or {})
-        conv = self._conv_kwargs(hidden_channels, downsample_stages, downsample,
-                                 num_residual_layers, residual_channels)
+        conv = conv_arguments(self, hidden_channels, downsample_stages, downsample,
+                              num_residual_layers, residual_channels)
         self.quantizer = self._make_quantizer(quantizer)
         self.quantizer_kind = quantizer if isinstance(quantizer, str) else None
         self.encoder = encoder or self._map_encoder(conv, self.quantizer.embedding_dim)
