@@ -7,7 +7,9 @@ pictures and the model behind.
 
 Writes into --output_dir: metrics.json, reconstructions.png, training_curves.png, history.csv,
 TensorBoard logs (logs/), the model (model.keras). Run it again with the same --output_dir after
-an interruption and it resumes from the last finished epoch (BackupAndRestore).
+an interruption and it resumes from the last finished epoch (BackupAndRestore); a finished run
+asked for more --epochs trains on from its saved state, asked for no more it is not trained
+again (`common_flags.fit_resumable`).
 
 A folder without a `test/` subfolder is evaluated on its last `--eval_examples` images in
 sorted order (a tenth by default): with class subfolders, mostly the last class.
@@ -21,9 +23,10 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 
 from absl import app, flags, logging
+
+import common_flags
 
 
 @dataclasses.dataclass
@@ -65,28 +68,20 @@ def define_flags():
     Defined when the script runs, not at import, so that tests and notebooks can import
     `train_and_evaluate` next to other modules that define flags of the same names.
     """
+    common_flags.define(
+        Config, ["dataset", "epochs", "steps_per_epoch", "batch_size", "strategy", "data_dir",
+                 "output_dir", "learning_rate", "hidden_channels", "residual_channels",
+                 "num_residual_layers", "downsample_stages", "num_embeddings", "embedding_dim",
+                 "eval_examples", "seed"],
+        output_dir="runs/cifar10",
+        helps={
+            "dataset": "tfds image dataset name, or a folder of image files (class subfolders "
+                       "are labels; train/ and test/ subfolders, if any, are the splits).",
+            "hidden_channels": "Width of the conv stacks (the paper uses 128).",
+            "downsample_stages": "Stride-2 stages (32x32 -> 8x8 and 128x128 -> 32x32 with 2).",
+        })
+    flags.adopt_module_key_flags(common_flags)  # listed by --help as the script's own
     flags.DEFINE_enum("model", Config.model, ["vqvae", "vae", "ae"], "Which model to train.")
-    flags.DEFINE_string("dataset", Config.dataset,
-                        "tfds image dataset name, or a folder of image files (class subfolders "
-                        "are labels; train/ and test/ subfolders, if any, are the splits).")
-    flags.DEFINE_integer("epochs", Config.epochs, "Training epochs.")
-    flags.DEFINE_integer("steps_per_epoch", Config.steps_per_epoch,
-                         "Training steps per epoch (0: one pass over the data).")
-    flags.DEFINE_integer("batch_size", Config.batch_size, "Global batch size (split over replicas).")
-    flags.DEFINE_enum("strategy", Config.strategy, ["auto", "cpu", "mirrored", "multiworker"],
-                      "tf.distribute strategy.")
-    flags.DEFINE_string("data_dir", Config.data_dir, "TFDS data dir (default: $TFDS_DATA_DIR).")
-    flags.DEFINE_string("output_dir", "runs/cifar10", "Where metrics, pictures, logs and the model go.")
-    flags.DEFINE_float("learning_rate", Config.learning_rate, "Adam learning rate.")
-    flags.DEFINE_integer("hidden_channels", Config.hidden_channels,
-                         "Width of the conv stacks (the paper uses 128).")
-    flags.DEFINE_integer("residual_channels", Config.residual_channels,
-                         "Inner width of the residual blocks.")
-    flags.DEFINE_integer("num_residual_layers", Config.num_residual_layers, "Residual blocks per stack.")
-    flags.DEFINE_integer("downsample_stages", Config.downsample_stages,
-                         "Stride-2 stages (32x32 -> 8x8 and 128x128 -> 32x32 with 2).")
-    flags.DEFINE_integer("num_embeddings", Config.num_embeddings, "VQ-VAE codebook size K.")
-    flags.DEFINE_integer("embedding_dim", Config.embedding_dim, "VQ-VAE code size D.")
     flags.DEFINE_string("quantizer", Config.quantizer,
                         "VQ-VAE quantizer, a name in tfvq.layers.QUANTIZERS.")
     flags.DEFINE_bool("kmeans_init", Config.kmeans_init,
@@ -94,8 +89,6 @@ def define_flags():
     flags.DEFINE_float("dead_code_threshold", Config.dead_code_threshold,
                        "Re-seed codes whose EMA usage (vectors per batch) falls below this; 0: off.")
     flags.DEFINE_integer("latent_dim", Config.latent_dim, "VAE / AE latent size.")
-    flags.DEFINE_integer("eval_examples", Config.eval_examples,
-                         "Test examples to evaluate on (0: the whole test split).")
     flags.DEFINE_integer("image_size", Config.image_size,
                          "Train on square images of this side (0: the dataset's own size); needed "
                          "for folders of images of varying size.")
@@ -107,7 +100,6 @@ def define_flags():
                       "XLA-compile the steps (1.7x faster on a 2-core AVX2 CPU at K=512, see "
                       "benchmarks/RESULTS.md); off by itself where XLA cannot run (several CPU "
                       "replicas).")
-    flags.DEFINE_integer("seed", Config.seed, "Random seed.")
 
 
 def build_model(config, image_shape, data_variance):
@@ -129,15 +121,6 @@ def build_model(config, image_shape, data_variance):
         return tfvq.VAE(image_shape, latent_dim=config.latent_dim, reconstruction_loss="logistic",
                         seed=config.seed, data_variance=data_variance, **conv)
     return tfvq.AE(image_shape, latent_dim=config.latent_dim, data_variance=data_variance, **conv)
-
-
-def read_history(path):
-    """The whole run's history from the CSV log (it survives resumption, `History` does not)."""
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
 
 
 def weights_fingerprint(model):
@@ -216,36 +199,18 @@ def train_and_evaluate(config, workdir):
 
     image_shape, variance, train, test, (train_split, test_split) = _data(config)
     samples = next(iter(test))[:16]
-    steps = config.steps_per_epoch or None
-    if steps:
-        train = train.repeat()
 
-    history_csv = os.path.join(workdir, "history.csv")
-    saved = os.path.join(workdir, "model.keras")
-    backup = tfvq.training.backup_dir_for(workdir, worker_index)
-    # An interrupted run resumes through BackupAndRestore (its folder exists); a finished run
-    # asked for more epochs continues from its saved model and optimizer state.
-    initial_epoch = 0
-    if os.path.exists(saved) and os.path.exists(history_csv) and not os.path.isdir(backup):
-        initial_epoch = len(read_history(history_csv).get("loss", []))
-    with strategy.scope():
-        if initial_epoch:
-            logging.info("Continuing %s from epoch %d", saved, initial_epoch)
-            model = keras.models.load_model(saved)
-        else:
-            model = build_model(config, image_shape, variance)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                          jit_compile=tfvq.training.jit_compile_for(strategy, config.jit_compile))
-    model.summary(print_fn=logging.info)
+    def build():
+        model = build_model(config, image_shape, variance)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      jit_compile=tfvq.training.jit_compile_for(strategy, config.jit_compile))
+        return model
 
-    callbacks = tfvq.training.default_callbacks(workdir, model, samples,
-                                                worker_index=worker_index)
-    if chief:
-        callbacks.append(keras.callbacks.CSVLogger(history_csv, append=True))
-    start = time.time()
-    history = model.fit(train, epochs=config.epochs, steps_per_epoch=steps, validation_data=test,
-                        callbacks=callbacks, initial_epoch=initial_epoch, verbose=1)
-    train_seconds = time.time() - start
+    model, history, train_seconds = common_flags.fit_resumable(
+        build, train, config.epochs, workdir, steps_per_epoch=config.steps_per_epoch,
+        strategy=strategy, worker_index=worker_index, validation_data=test, verbose=1,
+        callbacks=lambda model: tfvq.training.default_callbacks(
+            workdir, model, samples, worker_index=worker_index))
     # evaluate is a collective under a multi-worker strategy: every worker runs it.
     results = model.evaluate(test, return_dict=True, verbose=1)
     fingerprint = weights_fingerprint(model)
@@ -269,10 +234,11 @@ def train_and_evaluate(config, workdir):
         "images_per_s_this_run": None,
         "parameters": model.count_params(),
     }
-    if steps and history.epoch and train_seconds > 0:
+    epochs_run = len(history.get("loss", []))
+    if config.steps_per_epoch and epochs_run and train_seconds > 0:
         # Includes validation and callbacks: a floor on training throughput.
         metrics["images_per_s_this_run"] = round(
-            config.batch_size * steps * len(history.epoch) / train_seconds, 1)
+            config.batch_size * config.steps_per_epoch * epochs_run / train_seconds, 1)
     if not chief:
         return metrics
 
@@ -281,7 +247,7 @@ def train_and_evaluate(config, workdir):
     recon = keras.ops.convert_to_numpy(model(samples, training=False))
     tfvq.plots.reconstruction_grid(np.asarray(samples), recon, n=16,
                                    path=os.path.join(workdir, "reconstructions.png"))
-    tfvq.plots.training_curves(read_history(history_csv),
+    tfvq.plots.training_curves(common_flags.read_history(common_flags.history_csv(workdir)),
                                path=os.path.join(workdir, "training_curves.png"))
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
@@ -290,13 +256,9 @@ def train_and_evaluate(config, workdir):
     return metrics
 
 
-def config_from_flags():
-    return Config(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(Config)})
-
-
 def main(argv):
     del argv
-    train_and_evaluate(config_from_flags(), FLAGS.output_dir)
+    train_and_evaluate(common_flags.config_from_flags(Config), FLAGS.output_dir)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The main job, end to end at a tiny setting: files written, resumption continues the run."""
+"""The main job, end to end at a tiny setting: two workers from the command line; in-process, on
+a folder of photos, the files written and resumption."""
 
 import json
 import os
@@ -12,37 +13,10 @@ import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "cifar10.py"
-
-
-def _run(output_dir, data_dir, epochs):
-    args = [
-        sys.executable, str(SCRIPT), f"--output_dir={output_dir}", f"--data_dir={data_dir}",
-        f"--epochs={epochs}", "--steps_per_epoch=3", "--batch_size=8", "--eval_examples=64",
-        "--hidden_channels=8", "--residual_channels=4", "--num_residual_layers=1",
-        "--num_embeddings=16", "--embedding_dim=4",
-    ]
-    subprocess.run(args, check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    return json.loads((Path(output_dir) / "metrics.json").read_text())
-
-
-@pytest.mark.slow
-def test_cifar10_example_writes_outputs_and_resumes(tmp_path, cifar10_data_dir):
-    metrics = _run(tmp_path, cifar10_data_dir, epochs=1)
-    for name in ("metrics.json", "reconstructions.png", "training_curves.png", "model.keras",
-                 "history.csv"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    assert (tmp_path / "logs").is_dir()
-    assert metrics["steps"] == 3
-    for key in ("mse", "normalized_mse", "psnr", "perplexity", "usage"):
-        assert key in metrics["test"]
-    assert metrics["test"]["normalized_mse"] == pytest.approx(
-        metrics["test"]["mse"] / metrics["data_variance"], rel=1e-4)
-
-    # A second run with more epochs continues from the saved state instead of starting over.
-    metrics = _run(tmp_path, cifar10_data_dir, epochs=2)
-    assert metrics["steps"] == 6
-    history = (tmp_path / "history.csv").read_text().strip().splitlines()
-    assert len(history) == 3  # header + one row per epoch across both runs
+# The in-process runs: a folder of photos, a tiny model.
+TINY = dict(image_size=32, min_size=32, steps_per_epoch=3, batch_size=4, eval_examples=4,
+            hidden_channels=8, residual_channels=4, num_residual_layers=1, num_embeddings=16,
+            embedding_dim=4, jit_compile=False)
 
 
 def _free_ports(n):
@@ -95,19 +69,6 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir):
     assert fingerprints[1] == [("1", metrics["weights_sha256"])], outputs[1][-2000:]
 
 
-def _example_module():
-    """examples/cifar10.py imported in-process, once (its absl flags are defined at import)."""
-    import importlib.util
-
-    name = "tfvq_example_cifar10"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _photo_folder(root):
     """Real photos at mixed sizes in two class folders, one file broken."""
     from PIL import Image
@@ -126,19 +87,51 @@ def _photo_folder(root):
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_on_a_folder_in_process(tmp_path):
-    example = _example_module()
+def test_train_and_evaluate_on_a_folder_in_process(example, tmp_path):
+    cifar10 = example("cifar10")
     folder = _photo_folder(tmp_path / "photos")
-    config = example.Config(
-        dataset=str(folder), image_size=32, min_size=32, augment="crop", epochs=1,
-        steps_per_epoch=3, batch_size=4, hidden_channels=8, residual_channels=4,
-        num_residual_layers=1, num_embeddings=16, embedding_dim=4, jit_compile=False,
-        eval_examples=4,
-    )
+    config = cifar10.Config(dataset=str(folder), augment="crop", epochs=1, **TINY)
     with pytest.warns(UserWarning, match="1 of"):
-        metrics = example.train_and_evaluate(config, str(tmp_path / "run"))
+        metrics = cifar10.train_and_evaluate(config, str(tmp_path / "run"))
     assert metrics["image_shape"] == [32, 32, 3]
     assert metrics["steps"] == 3 and np.isfinite(metrics["test"]["mse"])
     assert metrics["test_split"] == "train[-4:]" and metrics["train_split"] == "train[:-4]"
     for name in ("metrics.json", "reconstructions.png", "model.keras"):
         assert (tmp_path / "run" / name).stat().st_size > 0, name
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_writes_outputs_and_resumes(example, tmp_path):
+    cifar10 = example("cifar10")
+    folder = _photo_folder(tmp_path / "photos")
+    workdir = tmp_path / "run"
+
+    def run(epochs):
+        config = cifar10.Config(dataset=str(folder), epochs=epochs, **TINY)
+        return cifar10.train_and_evaluate(config, str(workdir))
+
+    metrics = run(epochs=1)
+    for name in ("metrics.json", "reconstructions.png", "training_curves.png", "model.keras",
+                 "history.csv"):
+        assert (workdir / name).stat().st_size > 0, name
+    assert (workdir / "logs").is_dir() and not (workdir / "backup").exists()
+    assert metrics["steps"] == 3
+    for key in ("mse", "normalized_mse", "psnr", "perplexity", "usage"):
+        assert key in metrics["test"]
+    assert metrics["test"]["normalized_mse"] == pytest.approx(
+        metrics["test"]["mse"] / metrics["data_variance"], rel=1e-4)
+
+    # A second run with more epochs continues from the saved state instead of starting over.
+    metrics = run(epochs=2)
+    assert metrics["steps"] == 6
+    assert _lines(workdir / "history.csv") == 3  # header + one row per epoch across both runs
+
+    # Asked for no more epochs than it has done, a finished run is not trained again.
+    again = run(epochs=2)
+    assert again["steps"] == 6 and again["images_per_s_this_run"] is None
+    assert again["weights_sha256"] == metrics["weights_sha256"]
+    assert _lines(workdir / "history.csv") == 3
+
+
+def _lines(path):
+    return len(path.read_text().strip().splitlines())
