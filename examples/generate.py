@@ -5,122 +5,140 @@
 Writes into --output_dir: samples.png (codes drawn from the prior, decoded), interpolation.png
 (test pairs blended in the pre-quantization space), reconstructions.png, metrics.json (test
 bits/dim of VQ-VAE + prior and its parts, the prior's validation accuracy and NLL next to the
-keras.io VQ-VAE example's 0.673, sampling time), and the two models (vqvae.keras,
-prior.keras). A second run with the same --output_dir loads the saved models instead of
-training them again; an interrupted training resumes from its last finished epoch.
+keras.io VQ-VAE example's 0.673, sampling time), the two models (vqvae.keras, prior.keras) and
+their histories (history_vqvae.csv, history_prior.csv). Each model trains as a stage of its
+own: run the script again with the same --output_dir and an interrupted stage resumes from its
+last finished epoch (in backup_vqvae/ or backup_prior/), a finished one is loaded instead of
+trained again. `train_and_evaluate(config, workdir)` is the whole job, for tests and notebooks.
 """
 
+import dataclasses
 import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "mnist", ["mnist", "fashion_mnist", "cifar10"], "tfds dataset.")
-flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TFDS_DATA_DIR).")
-flags.DEFINE_string("output_dir", "runs/generate", "Where pictures, metrics and models go.")
-flags.DEFINE_integer("batch_size", 128, "Batch size of both trainings.")
-flags.DEFINE_integer("vqvae_epochs", 3, "VQ-VAE training epochs.")
-flags.DEFINE_integer("vqvae_steps_per_epoch", 200, "VQ-VAE steps per epoch (0: whole split).")
-flags.DEFINE_integer("prior_epochs", 6, "Prior training epochs (keras.io trains 30).")
-flags.DEFINE_integer("prior_steps_per_epoch", 150, "Prior steps per epoch (0: all codes).")
-flags.DEFINE_integer("num_embeddings", 128, "Codebook size K (keras.io's MNIST example: 128).")
-flags.DEFINE_integer("embedding_dim", 16, "Code size D (keras.io: 16).")
-flags.DEFINE_integer("hidden_channels", 32, "Width of the VQ-VAE conv stacks.")
-flags.DEFINE_integer("prior_channels", 64, "Width of the PixelCNN prior.")
-flags.DEFINE_integer("prior_layers", 6, "Gated blocks of the prior.")
-flags.DEFINE_bool("class_conditional", False, "Condition the prior on the class label.")
-flags.DEFINE_integer("num_samples", 32, "Images to sample for samples.png.")
-flags.DEFINE_float("temperature", 1.0, "Sampling temperature of the prior.")
-flags.DEFINE_integer("train_examples", 0, "Training images (0: the whole split).")
-flags.DEFINE_integer("eval_examples", 2000, "Test images for bits/dim (0: the whole split).")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of both models.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+import common_flags
 
 KERAS_IO_PRIOR_VAL_ACCURACY = 0.673  # keras.io "Vector-Quantized VAE" example, MNIST, 30 epochs
 
 
-def _fit(model, train, epochs, steps, validation, output_dir, name):
-    """`model.fit` that resumes after an interruption and logs the whole history to CSV."""
-    import keras
+@dataclasses.dataclass
+class Config:
+    """The job's settings; every field is also a command-line flag of the same name."""
 
-    train = train.repeat() if steps else train
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, f"backup_{name}")),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, f"history_{name}.csv"), append=True),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    start = time.time()
-    model.fit(train, epochs=epochs, steps_per_epoch=steps or None, validation_data=validation,
-              callbacks=callbacks, verbose=2)
-    return time.time() - start
+    dataset: str = "mnist"
+    data_dir: str = None
+    batch_size: int = 128
+    vqvae_epochs: int = 3
+    vqvae_steps_per_epoch: int = 200
+    prior_epochs: int = 6
+    prior_steps_per_epoch: int = 150
+    num_embeddings: int = 128
+    embedding_dim: int = 16
+    hidden_channels: int = 32
+    prior_channels: int = 64
+    prior_layers: int = 6
+    class_conditional: bool = False
+    num_samples: int = 32
+    temperature: float = 1.0
+    train_examples: int = 0
+    eval_examples: int = 2000
+    learning_rate: float = 1e-3
+    seed: int = 0
 
 
-def _vqvae(info, variance, train, test, output_dir):
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The command line: one flag per `Config` field, plus --output_dir (defined when run)."""
+    common_flags.define(
+        Config, ["dataset", "data_dir", "output_dir", "batch_size", "num_embeddings",
+                 "embedding_dim", "hidden_channels", "train_examples", "eval_examples",
+                 "learning_rate", "seed"],
+        output_dir="runs/generate",
+        choices={"dataset": ["mnist", "fashion_mnist", "cifar10"]},
+        helps={"batch_size": "Batch size of both trainings.",
+               "num_embeddings": "Codebook size K (keras.io's MNIST example: 128).",
+               "embedding_dim": "Code size D (keras.io: 16).",
+               "hidden_channels": "Width of the VQ-VAE conv stacks.",
+               "eval_examples": "Test images for bits/dim (0: the whole split).",
+               "learning_rate": "Adam learning rate of both models."})
+    flags.adopt_module_key_flags(common_flags)  # listed by --help as the script's own
+    flags.DEFINE_integer("vqvae_epochs", Config.vqvae_epochs, "VQ-VAE training epochs.")
+    flags.DEFINE_integer("vqvae_steps_per_epoch", Config.vqvae_steps_per_epoch,
+                         "VQ-VAE steps per epoch (0: whole split).")
+    flags.DEFINE_integer("prior_epochs", Config.prior_epochs,
+                         "Prior training epochs (keras.io trains 30).")
+    flags.DEFINE_integer("prior_steps_per_epoch", Config.prior_steps_per_epoch,
+                         "Prior steps per epoch (0: all codes).")
+    flags.DEFINE_integer("prior_channels", Config.prior_channels, "Width of the PixelCNN prior.")
+    flags.DEFINE_integer("prior_layers", Config.prior_layers, "Gated blocks of the prior.")
+    flags.DEFINE_bool("class_conditional", Config.class_conditional,
+                      "Condition the prior on the class label.")
+    flags.DEFINE_integer("num_samples", Config.num_samples, "Images to sample for samples.png.")
+    flags.DEFINE_float("temperature", Config.temperature, "Sampling temperature of the prior.")
+
+
+def build_vqvae(config, image_shape, data_variance):
     import keras
 
     import tfvq
 
-    path = os.path.join(output_dir, "vqvae.keras")
-    if os.path.exists(path):
-        logging.info("Loading %s", path)
-        return keras.models.load_model(path), 0.0
-    model = tfvq.VQVAE(info.image_shape, num_embeddings=FLAGS.num_embeddings,
-                       embedding_dim=FLAGS.embedding_dim, hidden_channels=FLAGS.hidden_channels,
-                       residual_channels=FLAGS.hidden_channels // 2, num_residual_layers=1,
-                       quantizer="ema", data_variance=variance,
+    model = tfvq.VQVAE(image_shape, num_embeddings=config.num_embeddings,
+                       embedding_dim=config.embedding_dim, hidden_channels=config.hidden_channels,
+                       residual_channels=config.hidden_channels // 2, num_residual_layers=1,
+                       quantizer="ema", data_variance=data_variance,
                        quantizer_options=dict(kmeans_init=True, dead_code_threshold=1.0))
-    model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate))
-    seconds = _fit(model, train, FLAGS.vqvae_epochs, FLAGS.vqvae_steps_per_epoch, test,
-                   output_dir, "vqvae")
-    model.save(path)
-    return model, seconds
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    return model
 
 
-def _prior(vqvae, num_classes, train_codes, test_codes, output_dir):
+def build_prior(config, num_embeddings, latent_shape, num_classes):
     import keras
 
     import tfvq
 
-    path = os.path.join(output_dir, "prior.keras")
-    if os.path.exists(path):
-        logging.info("Loading %s", path)
-        return keras.models.load_model(path), 0.0
-    spec = train_codes.element_spec
-    latent_shape = tuple(int(d) for d in (spec[0] if num_classes else spec).shape[1:])
-    prior = tfvq.PixelCNNPrior(vqvae.num_embeddings, latent_shape,
-                               hidden_channels=FLAGS.prior_channels, num_layers=FLAGS.prior_layers,
-                               num_classes=num_classes)
-    prior.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate))
-    seconds = _fit(prior, train_codes, FLAGS.prior_epochs, FLAGS.prior_steps_per_epoch,
-                   test_codes, output_dir, "prior")
-    prior.save(path)
-    return prior, seconds
+    prior = tfvq.PixelCNNPrior(num_embeddings, latent_shape, hidden_channels=config.prior_channels,
+                               num_layers=config.prior_layers, num_classes=num_classes)
+    prior.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    return prior
 
 
-def main(argv):
-    del argv
+def train_and_evaluate(config, workdir):
+    """Trains (or resumes, or loads) both models, samples, measures, and writes to `workdir`.
+
+    Args:
+        config: a `Config`.
+        workdir: the output folder; a rerun with the same folder resumes.
+
+    Returns:
+        The metrics dict written to `workdir/metrics.json`.
+    """
     import keras
     import numpy as np
 
     import tfvq
 
-    keras.utils.set_random_seed(FLAGS.seed)
-    out = FLAGS.output_dir
-    os.makedirs(out, exist_ok=True)
-    info = tfvq.data.info(FLAGS.dataset, data_dir=FLAGS.data_dir)
-    variance = tfvq.data.pixel_variance(FLAGS.dataset, "train", data_dir=FLAGS.data_dir,
+    keras.utils.set_random_seed(config.seed)
+    os.makedirs(workdir, exist_ok=True)
+    info = tfvq.data.info(config.dataset, data_dir=config.data_dir)
+    variance = tfvq.data.pixel_variance(config.dataset, "train", data_dir=config.data_dir,
                                         max_examples=10_000)
-    labelled = FLAGS.class_conditional
-    train_split = f"train[:{FLAGS.train_examples}]" if FLAGS.train_examples else "train"
-    train = tfvq.data.load(FLAGS.dataset, train_split, FLAGS.batch_size, data_dir=FLAGS.data_dir,
-                           seed=FLAGS.seed, with_labels=labelled)
-    test_split = f"test[:{FLAGS.eval_examples}]" if FLAGS.eval_examples else "test"
-    test = tfvq.data.load(FLAGS.dataset, test_split, FLAGS.batch_size, data_dir=FLAGS.data_dir,
-                          with_labels=labelled)
+    labelled = config.class_conditional
+    train_split = f"train[:{config.train_examples}]" if config.train_examples else "train"
+    train = tfvq.data.load(config.dataset, train_split, config.batch_size,
+                           data_dir=config.data_dir, seed=config.seed, with_labels=labelled)
+    test_split = f"test[:{config.eval_examples}]" if config.eval_examples else "test"
+    test = tfvq.data.load(config.dataset, test_split, config.batch_size,
+                          data_dir=config.data_dir, with_labels=labelled)
 
-    vqvae, vqvae_seconds = _vqvae(info, variance, train, test, out)
+    vqvae, _, vqvae_seconds = common_flags.fit_resumable(
+        lambda: build_vqvae(config, info.image_shape, variance), train, config.vqvae_epochs,
+        workdir, stage="vqvae", steps_per_epoch=config.vqvae_steps_per_epoch,
+        validation_data=test, verbose=2)
     vqvae_test = vqvae.evaluate(test, return_dict=True, verbose=0)
 
     # The prior trains on the codes of the training split and is validated on the test split's
@@ -129,9 +147,14 @@ def main(argv):
     train_codes = tfvq.models.codes_dataset(vqvae, train)
     test_codes = tfvq.models.codes_dataset(vqvae, test)
     encode_seconds = time.time() - start
-    train_codes = train_codes.unbatch().shuffle(10_000, seed=FLAGS.seed).batch(FLAGS.batch_size)
+    train_codes = train_codes.unbatch().shuffle(10_000, seed=config.seed).batch(config.batch_size)
     num_classes = len(info.class_names) if labelled else None
-    prior, prior_seconds = _prior(vqvae, num_classes, train_codes, test_codes, out)
+    spec = train_codes.element_spec
+    latent_shape = tuple(int(d) for d in (spec[0] if labelled else spec).shape[1:])
+    prior, _, prior_seconds = common_flags.fit_resumable(
+        lambda: build_prior(config, vqvae.num_embeddings, latent_shape, num_classes),
+        train_codes, config.prior_epochs, workdir, stage="prior",
+        steps_per_epoch=config.prior_steps_per_epoch, validation_data=test_codes, verbose=2)
     prior_val = prior.evaluate(test_codes, return_dict=True, verbose=0)
 
     bpd = tfvq.metrics.bits_per_dim(vqvae, test, prior=prior, return_terms=True)
@@ -139,29 +162,29 @@ def main(argv):
     # Sampling: one row per class for a conditional prior, else free samples.
     labels = None
     if labelled:
-        per_class = max(FLAGS.num_samples // len(info.class_names), 1)
+        per_class = max(config.num_samples // len(info.class_names), 1)
         labels = np.repeat(np.arange(len(info.class_names)), per_class).astype("int32")
-    n = len(labels) if labels is not None else FLAGS.num_samples
-    prior.sample(1, seed=FLAGS.seed, labels=None if labels is None else labels[:1])  # compile
+    n = len(labels) if labels is not None else config.num_samples
+    prior.sample(1, seed=config.seed, labels=None if labels is None else labels[:1])  # compile
     start = time.time()
-    codes = prior.sample(n, seed=FLAGS.seed, temperature=FLAGS.temperature, labels=labels)
+    codes = prior.sample(n, seed=config.seed, temperature=config.temperature, labels=labels)
     sample_seconds = time.time() - start
     samples = keras.ops.convert_to_numpy(vqvae.decode_indices(codes))
     tfvq.plots.image_grid(samples, nrows=len(info.class_names) if labelled else None,
-                          title=f"VQ-VAE + PixelCNN prior samples ({FLAGS.dataset})",
-                          path=os.path.join(out, "samples.png"))
+                          title=f"VQ-VAE + PixelCNN prior samples ({config.dataset})",
+                          path=os.path.join(workdir, "samples.png"))
 
     images = next(iter(test))
     images = np.asarray(images[0] if labelled else images)
     pairs = 6
     strips = tfvq.models.interpolate(vqvae, images[:pairs], images[pairs:2 * pairs], steps=8)
     tfvq.plots.interpolation_strip(keras.ops.convert_to_numpy(strips),
-                                   path=os.path.join(out, "interpolation.png"))
+                                   path=os.path.join(workdir, "interpolation.png"))
     tfvq.plots.reconstruction_grid(images[:16], vqvae.predict(images[:16], verbose=0), n=16,
-                                   path=os.path.join(out, "reconstructions.png"))
+                                   path=os.path.join(workdir, "reconstructions.png"))
 
     metrics = {
-        "dataset": FLAGS.dataset,
+        "dataset": config.dataset,
         "test_examples": bpd["num_images"],
         "bits_per_dim": bpd["bits_per_dim"],
         "bits_per_dim_terms": bpd,
@@ -175,15 +198,19 @@ def main(argv):
         "samples": n,
         "train_seconds": {"vqvae": round(vqvae_seconds, 1), "encode": round(encode_seconds, 1),
                           "prior": round(prior_seconds, 1)},
-        "flags": {name: FLAGS[name].value for name in (
-            "train_examples", "batch_size", "vqvae_epochs", "vqvae_steps_per_epoch", "prior_epochs",
-            "prior_steps_per_epoch", "num_embeddings", "embedding_dim", "hidden_channels",
-            "prior_channels", "prior_layers", "class_conditional", "temperature", "seed")},
+        "config": dataclasses.asdict(config),
     }
-    with open(os.path.join(out, "metrics.json"), "w") as f:
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def main(argv):
+    del argv
+    train_and_evaluate(common_flags.config_from_flags(Config), FLAGS.output_dir)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

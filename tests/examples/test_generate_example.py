@@ -1,4 +1,4 @@
-"""examples/generate.py at a tiny setting: pictures and metrics written, saved models reused."""
+"""examples/generate.py at a tiny setting: pictures and metrics written, each stage resumed."""
 
 import json
 import math
@@ -10,30 +10,46 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "generate.py"
-
-
-def _run(output_dir, data_dir, *extra):
-    args = [
-        sys.executable, str(SCRIPT), f"--output_dir={output_dir}", f"--data_dir={data_dir}",
-        "--train_examples=256", "--eval_examples=64", "--batch_size=32", "--vqvae_epochs=1",
-        "--vqvae_steps_per_epoch=3", "--prior_epochs=1", "--prior_steps_per_epoch=3",
-        "--num_embeddings=16", "--embedding_dim=4", "--hidden_channels=8", "--prior_channels=8",
-        "--prior_layers=2", "--num_samples=4", *extra,
-    ]
-    subprocess.run(args, check=True, capture_output=True,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    return json.loads((Path(output_dir) / "metrics.json").read_text())
+TINY = dict(train_examples=256, eval_examples=64, batch_size=32, vqvae_epochs=1,
+            vqvae_steps_per_epoch=3, prior_epochs=1, prior_steps_per_epoch=3, num_embeddings=16,
+            embedding_dim=4, hidden_channels=8, prior_channels=8, prior_layers=2, num_samples=4)
 
 
 @pytest.mark.slow
-def test_generate_example_writes_pictures_and_bounds(tmp_path, mnist_data_dir):
+def test_generate_command_line(tmp_path, mnist_data_dir):
+    args = [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", f"--data_dir={mnist_data_dir}",
+            *(f"--{name}={value}" for name, value in TINY.items())]
+    run = subprocess.run(args, capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["samples"] == 4 and metrics["test_examples"] == 64
+    assert metrics["config"]["prior_layers"] == 2
+    for name in ("samples.png", "vqvae.keras", "prior.keras"):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+def _lines(path):
+    return len(path.read_text().strip().splitlines())
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_writes_pictures_and_bounds_and_resumes_each_stage(
+        example, tmp_path, mnist_data_dir):
+    generate = example("generate")
+
+    def run(**overrides):
+        config = generate.Config(data_dir=mnist_data_dir, **{**TINY, **overrides})
+        return generate.train_and_evaluate(config, str(tmp_path))
+
     # Class-conditional, so that the labelled path (codes with labels, one sample per class)
     # is covered by the same run.
-    metrics = _run(tmp_path, mnist_data_dir, "--class_conditional", "--num_samples=10")
+    metrics = run(class_conditional=True, num_samples=10)
     assert metrics["samples"] == 10  # one per class
     for name in ("samples.png", "interpolation.png", "reconstructions.png", "vqvae.keras",
                  "prior.keras", "history_vqvae.csv", "history_prior.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
+    assert not (tmp_path / "backup_vqvae").exists() and not (tmp_path / "backup_prior").exists()
     terms = metrics["bits_per_dim_terms"]
     assert metrics["test_examples"] == 64
     assert metrics["bits_per_dim"] == pytest.approx(
@@ -43,7 +59,14 @@ def test_generate_example_writes_pictures_and_bounds(tmp_path, mnist_data_dir):
     assert 0.0 <= metrics["prior_val_accuracy"] <= 1.0
     assert metrics["keras_io_prior_val_accuracy"] == 0.673
 
-    # A second run loads both saved models instead of training them again.
-    again = _run(tmp_path, mnist_data_dir, "--class_conditional", "--num_samples=10")
+    # The same run again loads both saved models instead of training them again.
+    again = run(class_conditional=True, num_samples=10)
     assert again["train_seconds"]["vqvae"] == 0.0 and again["train_seconds"]["prior"] == 0.0
     assert again["prior_val_accuracy"] == pytest.approx(metrics["prior_val_accuracy"])
+
+    # Each stage is its own: a longer prior trains on from its saved state, over the loaded
+    # VQ-VAE, which does not train again.
+    longer = run(class_conditional=True, num_samples=10, prior_epochs=2)
+    assert longer["train_seconds"]["vqvae"] == 0.0 and longer["train_seconds"]["prior"] > 0.0
+    assert _lines(tmp_path / "history_vqvae.csv") == 2  # header + one epoch
+    assert _lines(tmp_path / "history_prior.csv") == 3  # header + two epochs
