@@ -1,4 +1,4 @@
-"""examples/tune.py end to end at a tiny setting on MNIST: every promised file is written."""
+"""examples/tune.py at a tiny setting on MNIST: every promised file is written."""
 
 import csv
 import json
@@ -15,20 +15,29 @@ import tfvq  # noqa: F401  (registers the tfvq classes for load_model)
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "tune.py"
 TINY_SPACE = {"hidden_channels": 8, "residual_channels": 4, "num_residual_layers": 1,
               "num_embeddings": [8, 16], "embedding_dim": 4, "downsample": "stride"}
+TINY = dict(model="vqvae", tuner="random", max_trials=2, max_epochs=1, steps_per_epoch=3,
+            batch_size=16, validation_examples=64, test_examples=64)
 
 
 @pytest.mark.slow
-def test_tune_example_writes_results_and_the_best_model(tmp_path, mnist_data_dir):
-    args = [
-        sys.executable, str(SCRIPT), f"--directory={tmp_path}", f"--data_dir={mnist_data_dir}",
-        "--model=vqvae", "--tuner=random", "--max_trials=2", "--max_epochs=1",
-        "--steps_per_epoch=3", "--batch_size=16", "--validation_examples=64",
-        "--test_examples=64", f"--space={json.dumps(TINY_SPACE)}",
-    ]
+def test_tune_command_line(tmp_path, mnist_data_dir):
+    args = [sys.executable, str(SCRIPT), f"--directory={tmp_path}", f"--data_dir={mnist_data_dir}",
+            *(f"--{name}={value}" for name, value in TINY.items()),
+            f"--space={json.dumps(TINY_SPACE)}"]
     run = subprocess.run(args, capture_output=True, text=True,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Search space summary" in run.stdout and "Results summary" in run.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["trials"] == 2 and metrics["tuner"] == "random"
+    assert (tmp_path / "best_model.keras").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_search_writes_results_and_the_best_model(example, tmp_path, mnist_data_dir):
+    tune = example("tune")
+    config = tune.Config(data_dir=mnist_data_dir, space=json.dumps(TINY_SPACE), **TINY)
+    metrics = tune.search(config, str(tmp_path))
 
     with open(tmp_path / "trials.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -41,7 +50,7 @@ def test_tune_example_writes_results_and_the_best_model(tmp_path, mnist_data_dir
 
     best = json.loads((tmp_path / "best_hyperparameters.json").read_text())
     assert best["num_embeddings"] == int(best_row["num_embeddings"])
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert metrics["best_trial"] == best_row["trial_id"]
     assert metrics["best_objective"] == pytest.approx(float(best_row["val_reconstruction_loss"]))
     assert (tmp_path / "search.png").stat().st_size > 0
