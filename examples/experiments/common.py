@@ -4,8 +4,9 @@ Every script in this folder imports this module (`import common`: Python puts a 
 folder first on its path, so no path edit is needed, and tfvq comes from the installed package),
 trains through plain `model.fit`, and ends with `write_results`, which adds the command line,
 the wall time and the machine to the JSON so that a number in the README can always be traced
-to the run it came from. Image scaling and PSNR are tfvq's own (`tfvq.data.to_unit`,
-`tfvq.losses.psnr`), so the experiments measure what the library computes.
+to the run it came from. Loading, image scaling, MSE and PSNR are tfvq's own
+(`tfvq.data.load`, `tfvq.data.to_unit`, `tfvq.losses`), so the experiments measure what the
+library computes.
 """
 
 import json
@@ -21,6 +22,9 @@ _STARTED = time.time()
 
 # The repository root: the command in results.json is written relative to it.
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# A batch size no split reaches: `load_arrays` reads a split as one batch.
+_WHOLE_SPLIT = 2**31 - 1
 
 
 class Run:
@@ -109,18 +113,18 @@ def _jsonable(value):
 
 
 def load_arrays(name, split, data_dir=None, max_examples=None):
-    """(uint8 images (N, H, W, C), int64 labels (N,)) of a tfds split, in the split's order."""
+    """(uint8 images (N, H, W, C), int64 labels (N,)) of a tfds split, in the split's order.
+
+    `tfvq.data.load` reads them, as one batch of the whole split.
+    """
     import tfvq
 
     if max_examples:
         split = f"{split}[:{int(max_examples)}]"
-    ds = tfvq.data.load(name, split, batch_size=2000, data_dir=data_dir, normalize=None,
+    ds = tfvq.data.load(name, split, batch_size=_WHOLE_SPLIT, data_dir=data_dir, normalize=None,
                         with_labels=True, shuffle=False, cache=False)
-    images, labels = [], []
-    for x, y in ds.as_numpy_iterator():
-        images.append(x)
-        labels.append(y)
-    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+    images, labels = next(ds.as_numpy_iterator())
+    return images, labels.astype(np.int64)
 
 
 def balanced_subset(labels, per_class, seed=0):
@@ -179,13 +183,18 @@ def image_metrics(originals, reconstructions):
     return {"mse": float(mse.mean()), "psnr": float(psnr.mean()), "ssim": float(ssim.mean())}
 
 
-def binary_cross_entropy(originals, reconstructions, eps=1e-6):
-    """Mean per-pixel BCE of [0, 1] targets under [0, 1] predictions, in nats."""
+def binary_cross_entropy(originals, reconstructions):
+    """Mean per-pixel BCE of [0, 1] targets under [0, 1] predictions, in nats.
+
+    `keras.ops.binary_crossentropy`, which clips the predictions to [1e-7, 1 - 1e-7].
+    """
+    import keras
+
     import tfvq
 
-    x = np.asarray(tfvq.data.to_unit(originals), np.float64)
-    y = np.clip(reconstructions.astype(np.float64), eps, 1.0 - eps)
-    return float(np.mean(-(x * np.log(y) + (1.0 - x) * np.log(1.0 - y))))
+    x = tfvq.data.to_unit(originals)
+    y = keras.ops.convert_to_tensor(reconstructions, "float32")
+    return float(keras.ops.convert_to_numpy(keras.ops.mean(keras.ops.binary_crossentropy(x, y))))
 
 
 def knn_accuracy(train_z, train_y, test_z, test_y, k=5, chunk=1000):

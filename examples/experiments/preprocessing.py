@@ -76,7 +76,7 @@ def main(argv):
     all_crops = np.concatenate([crops[n] for n in kept])
     standardized = tfvq.data.standardize_imagenet(all_crops).numpy()
     restored = tfvq.data.unstandardize_imagenet(standardized).numpy()
-    roundtrip_error = float(np.max(np.abs(restored - all_crops / 255.0)))
+    roundtrip_error = float(np.max(np.abs(restored - tfvq.data.to_unit(all_crops).numpy())))
 
     # Figure: per kept image, the original then its crops, their standardised view (each channel
     # mapped from [-2.5, 2.5] to [0, 1], so grey is the ImageNet mean) and the inverse.

@@ -1,4 +1,5 @@
-"""The seed-experiment scripts at a tiny setting: each runs and writes its JSON and figures."""
+"""The seed-experiment scripts at a tiny setting: each runs and writes its JSON and figures (a
+process of its own each, in the slow set); their shared helpers against references."""
 
 import importlib.util
 import json
@@ -8,9 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-# Each test starts a TensorFlow process and trains: all belong to the slow set.
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "examples" / "experiments"
@@ -34,6 +32,7 @@ def _run(script, output_dir, *args, data_dir=None):
     return results
 
 
+@pytest.mark.slow
 def test_preprocessing(tmp_path):
     results = _run("preprocessing", tmp_path, "--images=astronaut,page", "--crop_size=32",
                    "--num_crops=1", "--min_size=200")
@@ -44,6 +43,7 @@ def test_preprocessing(tmp_path):
     assert set(results["figures"]) == {"pipeline.png", "dropped.png"}
 
 
+@pytest.mark.slow
 def test_ae_design(tmp_path, mnist_data_dir):
     results = _run("ae_design", tmp_path, "--losses=mse,bce", "--downsample=avg_pool,none",
                    "--steps=2", "--batch_size=8", "--hidden_channels=4",
@@ -59,6 +59,7 @@ def test_ae_design(tmp_path, mnist_data_dir):
     assert variants["bce_none"]["latent_size"] == 28 * 28 * 4
 
 
+@pytest.mark.slow
 def test_vae_latents(tmp_path, mnist_data_dir):
     results = _run("vae_latents", tmp_path, "--datasets=mnist", "--variants=2d,deep_beta0.5",
                    "--mnist_steps=2", "--batch_size=8", "--hidden_channels=4",
@@ -74,6 +75,7 @@ def test_vae_latents(tmp_path, mnist_data_dir):
     assert "mnist_2d_scatter.png" in results["figures"]
 
 
+@pytest.mark.slow
 def test_augmentation(tmp_path, mnist_data_dir):
     results = _run("augmentation", tmp_path, "--per_class=2", "--synthetic_per_class=2",
                    "--test_examples=50", "--batch_size=8", "--hidden_channels=4",
@@ -88,6 +90,7 @@ def test_augmentation(tmp_path, mnist_data_dir):
         assert "real_classifier_accuracy_on_synthetic" in results["generators"][generator]
 
 
+@pytest.mark.slow
 def test_compare_models(tmp_path, cifar10_data_dir):
     results = _run("compare_models", tmp_path, "--models=ae,vae,vqvae", "--steps=2",
                    "--prior_steps=2", "--batch_size=8", "--hidden_channels=4",
@@ -108,6 +111,7 @@ def test_compare_models(tmp_path, cifar10_data_dir):
     assert results["paper_bits_per_dim"]["VQ-VAE"] == 4.67
 
 
+@pytest.mark.slow
 def test_colorization(tmp_path, cifar10_data_dir):
     results = _run("colorization", tmp_path, "--epochs=1", "--steps_per_epoch=2",
                    "--batch_size=8", "--eval_examples=16", "--hidden_channels=4",
@@ -118,14 +122,43 @@ def test_colorization(tmp_path, cifar10_data_dir):
         assert set(row) == {"psnr", "ab_error", "ab_auc"}
 
 
-def test_knn_accuracy_matches_brute_force():
-    import numpy as np
-
+def _common():
     # Loaded from its file, under a private name, so that no path edit is needed and nothing
     # else called `common` is shadowed.
     spec = importlib.util.spec_from_file_location("_experiments_common", EXPERIMENTS / "common.py")
     common = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(common)
+    return common
+
+
+def test_load_arrays_matches_tfds(mnist_data_dir):
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    images, labels = _common().load_arrays("mnist", "test", mnist_data_dir, max_examples=300)
+    expected = tfds.as_numpy(tfds.load("mnist", split="test[:300]", data_dir=mnist_data_dir,
+                                       batch_size=-1, download=False))
+    assert images.dtype == np.uint8 and labels.dtype == np.int64
+    np.testing.assert_array_equal(images, expected["image"])
+    np.testing.assert_array_equal(labels, expected["label"])
+
+
+def test_binary_cross_entropy_matches_numpy():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    originals = rng.integers(0, 256, (20, 8, 8, 1)).astype(np.uint8)
+    predictions = rng.uniform(0.0, 1.0, originals.shape).astype(np.float32)
+    x, y = originals / 255.0, predictions.astype(np.float64)
+    expected = np.mean(-(x * np.log(y) + (1.0 - x) * np.log(1.0 - y)))
+    assert _common().binary_cross_entropy(originals, predictions) == pytest.approx(expected,
+                                                                                  rel=1e-5)
+
+
+def test_knn_accuracy_matches_brute_force():
+    import numpy as np
+
+    common = _common()
     rng = np.random.default_rng(0)
     train_z, test_z = rng.normal(size=(200, 3)), rng.normal(size=(50, 3))
     train_y, test_y = rng.integers(0, 4, 200), rng.integers(0, 4, 50)
