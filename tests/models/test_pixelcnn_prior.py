@@ -31,8 +31,7 @@ def _log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-# ----------------------------------------------------------------------------------------------
-# Forward pass and causality
+# --- forward pass and causality --------------------------------------------------------------
 
 
 def test_logits_shape_and_dtype():
@@ -82,8 +81,7 @@ def test_last_position_sees_every_earlier_code():
             assert np.abs(_numpy(prior(perturbed))[0, -1, -1] - base).max() > 1e-7, (i, j)
 
 
-# ----------------------------------------------------------------------------------------------
-# Likelihood
+# --- likelihood ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("conditional", [False, True])
@@ -110,8 +108,7 @@ def test_zero_weights_give_uniform_log_prob():
     np.testing.assert_allclose(_numpy(prior.log_prob(codes)), np.full(5, expected), rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------------------------
-# Sampling
+# --- sampling --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("conditional", [False, True])
@@ -174,8 +171,7 @@ def test_conditional_sampling_uses_the_labels():
         assert np.mean(sampled == label) > 0.9, (label, sampled)
 
 
-# ----------------------------------------------------------------------------------------------
-# Training
+# --- training --------------------------------------------------------------------------------
 
 
 def test_fit_lowers_loss_on_constant_maps_and_reports_accuracy():
@@ -247,8 +243,7 @@ def test_mirrored_step_equals_single_device_step_on_the_global_batch(mirrored_st
     assert not all(np.allclose(a, b) for a, b in zip(single.get_weights(), initial))
 
 
-# ----------------------------------------------------------------------------------------------
-# Saving
+# --- saving ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("conditional", [False, True])
@@ -282,8 +277,7 @@ def test_config_round_trip():
     assert clone.count_params() == prior.count_params()
 
 
-# ----------------------------------------------------------------------------------------------
-# Errors
+# --- errors ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

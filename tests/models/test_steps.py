@@ -6,7 +6,7 @@ import pytest
 
 from tfvq.models import AE, VAE, VQVAE, Colorizer, PixelCNNPrior
 
-CONV = dict(hidden_channels=8, residual_channels=4, num_residual_layers=1, downsample_stages=1)
+from ._common import CONV
 RNG = np.random.default_rng(0)
 
 
@@ -25,9 +25,7 @@ CASES = {
             _gray(8).astype("int32")),
     "vqvae": (lambda: VQVAE((8, 8, 1), num_embeddings=8, embedding_dim=4, **CONV), _gray(8),
               _gray(8, size=12)),
-    "colorizer": (lambda: Colorizer((8, 8, 3), head="regression", hidden_channels=8,
-                                    residual_channels=4, num_residual_layers=1,
-                                    downsample_stages=1),
+    "colorizer": (lambda: Colorizer((8, 8, 3), head="regression", **CONV),
                   _rgb(8), _gray(8)),
     "prior": (lambda: PixelCNNPrior(num_embeddings=8, latent_shape=(4, 4), hidden_channels=8,
                                     num_layers=2),
