@@ -80,3 +80,15 @@ def test_unknown_attribute_raises_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         tfvq.nonexistent  # noqa: B018
     assert not hasattr(tfvq, "nonexistent")
+
+
+def test_a_saved_model_loads_after_a_plain_import_tfvq(tmp_path):
+    """`import tfvq` registers the models with Keras, as `keras.models.load_model` needs."""
+    path = tmp_path / "model.keras"
+    tfvq.models.AE(input_shape=(8, 8, 1), hidden_channels=4, residual_channels=2,
+                   latent_channels=2).save(path)
+    code = f"import keras, tfvq\nprint(type(keras.models.load_model({str(path)!r})).__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "AE"

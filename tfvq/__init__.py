@@ -1,7 +1,8 @@
 """tfvq: AE, VAE and VQ-VAE image models built from reusable Keras 3 layers.
 
-`tfvq.tuning` (keras-tuner) and `tfvq.plots` (matplotlib) load on first use, so that
-`import tfvq` costs only what the models need.
+`tfvq.tuning` (keras-tuner) and `tfvq.plots` (matplotlib) load on first use (PEP 562
+`__getattr__`), so `import tfvq` costs only what the models need. Under `KERAS_BACKEND=jax` or
+`torch` only `tfvq.layers` loads at once, so that importing it loads no TensorFlow.
 
 Example:
     >>> from tfvq import VQVAE
@@ -10,38 +11,33 @@ Example:
 
 import importlib
 
-from tfvq import data, layers, losses, metrics, models, training, utils
-from tfvq.models import AE, VAE, VQVAE, PixelCNNPrior
-from tfvq.models import Colorizer
+import keras
+
+from tfvq import layers  # registers the layers with Keras' serialization on every backend
+
+if keras.backend.backend() == "tensorflow":
+    # The models register themselves too, so that `keras.models.load_model` finds them after a
+    # plain `import tfvq`. They, `tfvq.data` and `tfvq.training` are TensorFlow only: on JAX or
+    # torch they load on first use instead, and `import tfvq.layers` stays off TensorFlow.
+    from tfvq import data, losses, metrics, models, training, utils  # noqa: F401
+    from tfvq.models import AE, VAE, VQVAE, Colorizer, PixelCNNPrior  # noqa: F401
 
 __version__ = "0.1.0"
 
-# Subpackages whose dependencies (keras-tuner, matplotlib, scikit-learn) take seconds to import
-# and that most uses of tfvq never touch: loaded by `__getattr__` (PEP 562) when first accessed.
-_LAZY_SUBMODULES = ("plots", "tuning")
+_SUBMODULES = ("data", "layers", "losses", "metrics", "models", "plots", "training", "tuning", "utils")
+_MODELS = ("AE", "Colorizer", "PixelCNNPrior", "VAE", "VQVAE")
 
-__all__ = [
-    "AE",
-    "Colorizer",
-    "PixelCNNPrior",
-    "VAE",
-    "VQVAE",
-    "data",
-    "layers",
-    "losses",
-    "metrics",
-    "models",
-    "plots",
-    "training",
-    "tuning",
-    "utils",
-]
+__all__ = sorted(_MODELS + _SUBMODULES)
 
 
 def __getattr__(name):
-    if name in _LAZY_SUBMODULES:
+    if name in _SUBMODULES:
         # import_module also binds the submodule as an attribute of tfvq, so this runs once.
         return importlib.import_module(f"tfvq.{name}")
+    if name in _MODELS:
+        value = getattr(importlib.import_module("tfvq.models"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'tfvq' has no attribute {name!r}")
 
 

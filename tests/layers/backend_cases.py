@@ -42,8 +42,10 @@ def fill_weights(layer, seed):
     rng = np.random.default_rng(seed)
     for variable in layer.weights:
         dtype = keras.backend.standardize_dtype(variable.dtype)
-        if "float" not in dtype or variable.name == "initialized":
-            continue  # seed generator states; k-means' flag keeps its constructor value
+        if "float" not in dtype or variable.name in ("initialized", "codebook_offset"):
+            # Seed generator states; k-means' flag keeps its constructor value, and a learned
+            # codebook is its `codebook` variable alone (its offset stays zero).
+            continue
         shape = tuple(variable.shape)
         if variable.name in ("cluster_size", "rebalancing_weights"):
             value = rng.uniform(0.5, 2.0, shape)
@@ -102,7 +104,7 @@ def _cases():
                 image, {},
             ),
             "encoder_none": (
-                lambda: layers.ConvEncoder(8, 1, downsample="none", residual_channels=4),
+                lambda: layers.ConvEncoder(8, downsample_stages=1, downsample="none", residual_channels=4),
                 image, {},
             ),
             "decoder_stride": (
