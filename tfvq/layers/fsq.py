@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from tfvq.layers.quantizer import Quantizer, code_counts, code_statistics
+from tfvq.utils.checks import is_int
 
 # Mentzer et al. 2023, table 1: the levels recommended for each codebook size.
 RECOMMENDED_LEVELS = {
@@ -122,9 +123,7 @@ class FiniteScalarQuantizer(Quantizer):
             return RECOMMENDED_LEVELS[codebook_size]
         bad = isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__") or len(levels) == 0
         if not bad:
-            bad = any(
-                isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 2 for v in levels
-            )
+            bad = not all(is_int(v, 2) for v in levels)
         if bad:
             raise ValueError(
                 f"FiniteScalarQuantizer expects levels, a non-empty sequence of ints >= 2; "

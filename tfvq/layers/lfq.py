@@ -8,7 +8,7 @@ import numpy as np
 from keras import ops
 
 from tfvq.layers.quantizer import Quantizer, code_counts, code_statistics
-from tfvq.utils.checks import check_int
+from tfvq.utils.checks import check_int, is_int
 
 # `counts` is a (1, 2^embedding_dim) histogram; 2^24 float32 counts are 64 MiB.
 MAX_EMBEDDING_DIM = 24
@@ -126,8 +126,7 @@ class LookupFreeQuantizer(Quantizer):
     @classmethod
     def from_sizes(cls, codebook_size, embedding_dim=None, commitment_cost=0.25, **options):
         """`embedding_dim = log2(codebook_size)`; the `embedding_dim` passed is ignored."""
-        integral = isinstance(codebook_size, numbers.Integral) and not isinstance(codebook_size, bool)
-        bits = math.log2(codebook_size) if integral and codebook_size > 1 else 0.5
+        bits = math.log2(codebook_size) if is_int(codebook_size, 2) else 0.5
         if not float(bits).is_integer():
             raise ValueError(
                 f"LookupFreeQuantizer expects codebook_size a power of 2 (2^embedding_dim, at "

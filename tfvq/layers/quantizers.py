@@ -7,7 +7,7 @@ from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from tfvq.layers._distribute import cross_replica_sum
 from tfvq.layers.quantizer import Quantizer
-from tfvq.utils.checks import check_int
+from tfvq.utils.checks import check_int, is_int
 
 _DISTANCES = ("l2", "cosine")
 _GRADIENTS = ("straight_through", "rotation")
@@ -60,8 +60,7 @@ class _VectorQuantizerBase(Quantizer):
         if gradient not in _GRADIENTS:
             raise ValueError(f"{name} expects gradient in {_GRADIENTS}; got {gradient!r}")
         if codebook_dim is not None:
-            bad = isinstance(codebook_dim, bool) or not isinstance(codebook_dim, (int, np.integer))
-            if bad or not 1 <= codebook_dim <= embedding_dim:
+            if not is_int(codebook_dim, 1) or codebook_dim > embedding_dim:
                 raise ValueError(
                     f"{name} expects codebook_dim None or an int in [1, embedding_dim="
                     f"{embedding_dim}]; got {codebook_dim!r}"

@@ -7,7 +7,7 @@ from keras import ops
 
 from tfvq.layers.quantizer import Quantizer, code_statistics
 from tfvq.layers.quantizers import VectorQuantizer, VectorQuantizerEMA
-from tfvq.utils.checks import check_int
+from tfvq.utils.checks import check_int, is_int
 
 # The stage quantizers by name.
 STAGES = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
@@ -134,7 +134,7 @@ class ResidualVectorQuantizer(Quantizer):
                 f"ResidualVectorQuantizer expects quantize_dropout in [0, 1); got "
                 f"{quantize_dropout!r}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        if seed is not None and not is_int(seed):
             raise ValueError(f"ResidualVectorQuantizer expects seed None or an int; got {seed!r}")
         self.num_quantizers = int(num_quantizers)
         self.num_embeddings = int(num_embeddings)
