@@ -21,7 +21,6 @@ through, on "torch" an eager forward and `backward()`. The "fsq" quantizer times
 import datetime
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,8 @@ import time
 
 from absl import app, flags
 
-from memory import peak_memory_mib  # benchmarks/ is sys.path[0] when the script runs
+import report  # benchmarks/ is sys.path[0] when the script runs
+from memory import peak_memory_mib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("codebook_sizes", ["512", "8192"], "Codebook sizes K to time.")
@@ -39,7 +39,14 @@ flags.DEFINE_list(
     "Rows to time: tfvq (tf.function), tfvq_xla (tf.function(jit_compile=True)), sonnet, vqtorch.",
 )
 flags.DEFINE_list("quantizers", ["vq", "ema"],
-                  "vq (learned codebook), ema and/or fsq (finite scalar quantization).")
+                  "vq (learned codebook), ema, cosine, factorized, rotation (EMA codebooks with "
+                  "distance='cosine', codebook_dim=8 or gradient='rotation'), fsq, lfq, rvq.")
+flags.DEFINE_integer("lfq_bits", 10, "Bits (channels) of the lfq rows: 2^bits codes.")
+flags.DEFINE_integer("rvq_stages", 4, "Stages of the rvq rows (EMA codebooks, SoundStream's).")
+flags.DEFINE_integer("rvq_codes", 256, "Codes per stage of the rvq rows.")
+flags.DEFINE_bool("return_info", False,
+                  "tfvq rows call the layer with return_info=True (indices, distances, ...), as "
+                  "Sonnet's always returns them.")
 flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax", "torch"],
                   "Keras backend of the tfvq rows (tfvq_xla and sonnet need tensorflow).")
 flags.DEFINE_list("fsq_levels", ["8", "5", "5", "5"],
@@ -64,7 +71,21 @@ LABELS = {
     "tfvq_xla": "tfvq (jit_compile)",
     "sonnet": "dm-sonnet 2.0.2",
     "vqtorch": "vector-quantize-pytorch",
+    "bare": "bare search (matmul + argmin)",
 }
+# The quantizers searched over a (K, D) codebook at each --codebook_sizes K; the others run once.
+SEARCHED = ("vq", "ema", "cosine", "factorized", "rotation")
+# Options of the EMA variants, for tfvq's VectorQuantizerEMA and vector-quantize-pytorch's
+# VectorQuantize alike.
+VARIANTS = {
+    "cosine": ({"distance": "cosine"}, {"use_cosine_sim": True}),
+    "factorized": ({"codebook_dim": 8}, {"codebook_dim": 8}),
+    "rotation": ({"gradient": "rotation"}, {"rotation_trick": True}),
+}
+NAMES = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA", "fsq": "FiniteScalarQuantizer",
+         "cosine": "VectorQuantizerEMA, cosine", "factorized": "VectorQuantizerEMA, codebook_dim=8",
+         "rotation": "VectorQuantizerEMA, rotation trick", "lfq": "LookupFreeQuantizer",
+         "rvq": "ResidualVectorQuantizer (EMA)"}
 SECTION = "## Quantizer (issue 2)"
 NOTES = """\
 - One step: training-mode forward and backward, `loss = sum(outputs) + quantizer loss`,
@@ -123,13 +144,36 @@ def configure_threads(threads, framework):
 
 
 def tfvq_layer(quantizer, x, codebook, levels=None):
-    """A built tfvq quantizer starting from `codebook` (FSQ has none: `levels` instead)."""
-    from tfvq.layers import FiniteScalarQuantizer, VectorQuantizer, VectorQuantizerEMA
+    """A built tfvq quantizer starting from `codebook` where it has one of that shape.
+
+    FSQ and LFQ have no codebook (`levels`; LFQ's bits are the inputs' last axis); the
+    factorized and residual ones start from their own initializers.
+    """
+    from tfvq import layers
 
     if quantizer == "fsq":
-        layer = FiniteScalarQuantizer(levels=levels)
+        layer = layers.FiniteScalarQuantizer(levels=levels)
+    elif quantizer == "lfq":
+        layer = layers.LookupFreeQuantizer(embedding_dim=x.shape[-1], entropy_weight=0.1,
+                                           commitment_cost=COMMITMENT_COST)
+    elif quantizer == "rvq":
+        layer = layers.ResidualVectorQuantizer(
+            num_quantizers=FLAGS.rvq_stages, num_embeddings=codebook.shape[0],
+            embedding_dim=codebook.shape[1], commitment_cost=COMMITMENT_COST, quantizer="ema",
+            decay=DECAY,
+        )
+    if quantizer in ("fsq", "lfq", "rvq"):
         layer.build(x.shape)
         return layer
+    if quantizer in VARIANTS:
+        layer = layers.VectorQuantizerEMA(codebook.shape[0], codebook.shape[1],
+                                          commitment_cost=COMMITMENT_COST, decay=DECAY,
+                                          **VARIANTS[quantizer][0])
+        layer.build(x.shape)
+        if quantizer != "factorized":
+            layer.set_codebook(codebook)
+        return layer
+    VectorQuantizer, VectorQuantizerEMA = layers.VectorQuantizer, layers.VectorQuantizerEMA
     if quantizer == "vq":
         layer = VectorQuantizer(codebook.shape[0], codebook.shape[1], commitment_cost=COMMITMENT_COST)
     else:
@@ -157,11 +201,15 @@ def tfvq_step(quantizer, x, codebook, jit_compile=False, levels=None):
     layer = tfvq_layer(quantizer, x, codebook, levels)
     inputs = tf.constant(x)
 
+    return_info = FLAGS.return_info
+
     @tf.function(jit_compile=jit_compile)
     def step(inputs):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            outputs = layer(inputs, training=True)
+            outputs = layer(inputs, training=True, return_info=return_info)
+            if return_info:
+                outputs = outputs["quantized"]
             loss = tf.reduce_sum(outputs) + tf.add_n(layer.losses)
         return loss, tape.gradient(loss, [inputs] + layer.trainable_weights)
 
@@ -239,6 +287,61 @@ def sonnet_step(quantizer, x, codebook):
     return lambda: step(inputs)
 
 
+def bare_search_step(x, codebook):
+    """The floor of any nearest-code search: one (N, D) x (D, K) matmul and the row argmin,
+    forward only, in `tf.function` (`argmin_k |e_k|^2 / 2 - x.e_k` is the nearest code)."""
+    import tensorflow as tf
+
+    flat = tf.constant(x.reshape(-1, x.shape[-1]))
+    codes = tf.constant(codebook)
+    half_norms = 0.5 * tf.reduce_sum(tf.square(codes), axis=1)
+
+    @tf.function
+    def step(flat):
+        scores = half_norms[None, :] - tf.matmul(flat, codes, transpose_b=True)
+        return tf.argmin(scores, axis=1, output_type=tf.int32)
+
+    return lambda: step(flat)
+
+
+def vqtorch_family_step(quantizer, x, codebook):
+    """vector-quantize-pytorch's counterpart of a tfvq row without a Sonnet-style codebook
+    copy: LFQ, ResidualVQ, and VectorQuantize with the VARIANTS options (EMA updates)."""
+    import torch
+    from vector_quantize_pytorch import LFQ, ResidualVQ, VectorQuantize
+
+    dim = x.shape[-1]
+    if quantizer == "lfq":
+        module = LFQ(dim=dim, codebook_size=2**dim, entropy_loss_weight=0.1,
+                     commitment_loss_weight=COMMITMENT_COST)
+    elif quantizer == "rvq":
+        module = ResidualVQ(dim=dim, num_quantizers=FLAGS.rvq_stages, codebook_size=codebook.shape[0],
+                            decay=DECAY, commitment_weight=COMMITMENT_COST, rotation_trick=False)
+    else:
+        options = {"rotation_trick": False, **VARIANTS[quantizer][1]}
+        module = VectorQuantize(dim=dim, codebook_size=codebook.shape[0], decay=DECAY,
+                                commitment_weight=COMMITMENT_COST, **options)
+        if quantizer != "factorized":
+            with torch.no_grad():
+                start = torch.from_numpy(codebook)[None]
+                if quantizer == "cosine":
+                    start = torch.nn.functional.normalize(start, dim=-1)
+                module._codebook.embed.copy_(start)
+    module.train()
+    inputs = torch.from_numpy(x.reshape(x.shape[0], -1, dim)).requires_grad_()
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def step():
+        inputs.grad = None
+        for p in params:
+            p.grad = None
+        quantized, _, loss = module(inputs)
+        (quantized.sum() + loss.sum()).backward()
+        return inputs.grad
+
+    return step
+
+
 def vqtorch_fsq_step(x, levels):
     """The FSQ step with vector-quantize-pytorch's `FSQ` (no projection: dim = len(levels))."""
     import torch
@@ -265,6 +368,8 @@ def vqtorch_step(quantizer, x, codebook, levels=None):
     """
     if quantizer == "fsq":
         return vqtorch_fsq_step(x, levels)
+    if quantizer not in ("vq", "ema"):
+        return vqtorch_family_step(quantizer, x, codebook)
     import torch
     from vector_quantize_pytorch import VectorQuantize
 
@@ -298,9 +403,13 @@ def make_step(library, quantizer, x, codebook, levels=None):
     if library == "tfvq_xla":
         return tfvq_step(quantizer, x, codebook, jit_compile=True, levels=levels)
     if library == "sonnet":
-        if quantizer == "fsq":
-            return None  # Sonnet has no FSQ
+        if quantizer not in ("vq", "ema"):
+            return None  # Sonnet has only the 2017 pair
         return sonnet_step(quantizer, x, codebook)
+    if library == "bare":
+        if quantizer != "vq":
+            return None  # one floor per codebook size, on the plain VQ group
+        return bare_search_step(x, codebook)
     if library == "vqtorch":
         return vqtorch_step(quantizer, x, codebook, levels)
     raise ValueError(f"unknown library {library!r}; expected one of {sorted(LABELS)}")
@@ -333,6 +442,7 @@ def measure_memory_row(library, quantizer, num_embeddings, shape, threads, backe
     ]
     if levels:
         command.append(f"--fsq_levels={','.join(map(str, levels))}")
+    command += [f"--rvq_stages={FLAGS.rvq_stages}", f"--return_info={FLAGS.return_info}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
@@ -378,10 +488,14 @@ def run(codebook_sizes, shape, libraries, quantizers, warmup, runs, threads, mem
     for framework in {framework_of(lib, backend) for lib in libraries}:
         configure_threads(threads, framework)
     rows = []
-    searched = [q for q in quantizers if q != "fsq"]
+    searched = [q for q in quantizers if q in SEARCHED]
     groups = [(k, searched, tuple(shape)) for k in codebook_sizes if searched]
+    if "rvq" in quantizers:
+        groups.append((FLAGS.rvq_codes, ["rvq"], tuple(shape)))
     if "fsq" in quantizers:
         groups.append((math.prod(levels), ["fsq"], tuple(shape[:-1]) + (len(levels),)))
+    if "lfq" in quantizers:
+        groups.append((2**FLAGS.lfq_bits, ["lfq"], tuple(shape[:-1]) + (FLAGS.lfq_bits,)))
     for num_embeddings, group, group_shape in groups:
         x, codebook = make_data(group_shape, num_embeddings)
         steps = {}
@@ -417,12 +531,11 @@ def format_table(rows, backend="tensorflow"):
         "| library | quantizer | K | time (ms) | ratio (this / tfvq) | peak memory (MiB) |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    names = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA", "fsq": "FiniteScalarQuantizer"}
     for row in rows:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
         memory = "" if row["peak_mib"] is None else f"{row['peak_mib']:.0f}"
         lines.append(
-            f"| {labels[row['library']]} | {names[row['quantizer']]} | {row['K']} | "
+            f"| {labels[row['library']]} | {NAMES[row['quantizer']]} | {row['K']} | "
             f"{row['ms']:.2f} | {ratio} | {memory} |"
         )
     return "\n".join(lines)
@@ -439,15 +552,6 @@ def format_sonnet_check(checks):
             f"{c['distances']:.3g} | {c['indices differing']} of {c['vectors']} |"
         )
     return "\n".join(lines)
-
-
-def write_section(path, text, section=SECTION):
-    """Replaces (or appends) this benchmark's section of a shared markdown file."""
-    old = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.M | re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(new.rstrip("\n") + "\n")
 
 
 def main(argv):
@@ -474,7 +578,7 @@ def main(argv):
     rows = run(sizes, shape, libraries, FLAGS.quantizers, FLAGS.warmup, FLAGS.runs,
                FLAGS.threads, FLAGS.memory, FLAGS.settle_ms / 1e3, FLAGS.backend, levels)
     table = format_table(rows, FLAGS.backend)
-    searched = [q for q in FLAGS.quantizers if q != "fsq"]
+    searched = [q for q in FLAGS.quantizers if q in ("vq", "ema")]
     checks = ([check_against_sonnet(k, shape) for k in sizes]
               if "sonnet" in libraries and searched else [])
     print(table)
@@ -494,7 +598,7 @@ def main(argv):
             "tfvq `VectorQuantizer` against `snt.nets.VectorQuantizer` on the same inputs and codebook:",
             "", format_sonnet_check(checks) if checks else "(not run)", "",
         ])
-        write_section(FLAGS.results, text, section)
+        report.write_results(FLAGS.results, text, section)
 
 
 if __name__ == "__main__":
