@@ -118,7 +118,7 @@ def test_reconstruction_grid_shows_at_most_n_available():
 def test_reconstruction_grid_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="same shape"):
         plots.reconstruction_grid(np.zeros((3, 4, 4, 1)), np.zeros((3, 4, 4, 3)))
-    with pytest.raises(ValueError, match="n must"):
+    with pytest.raises(ValueError, match=r"reconstruction_grid expects n >= 1 \(an int\); got 0"):
         plots.reconstruction_grid(np.zeros((3, 4, 4, 1)), np.zeros((3, 4, 4, 1)), n=0)
 
 
@@ -299,7 +299,7 @@ def test_codebook_usage_kind_indices_overrides_auto():
         (np.zeros(8), 8, {}, "sum to zero"),
         (-np.ones(8), 8, {}, "non-negative"),
         (np.ones(5), 8, {"kind": "counts"}, r"\(8,\)"),
-        (np.ones(8), 0, {}, "num_embeddings"),
+        (np.ones(8), 0, {}, r"num_embeddings >= 1 \(an int\); got 0"),
         (np.ones(8), 8, {"kind": "histogram"}, "kind"),
     ],
 )

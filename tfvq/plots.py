@@ -24,6 +24,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from tfvq.utils.checks import check_int, is_int
+
 __all__ = [
     "codebook_usage",
     "image_grid",
@@ -151,7 +153,7 @@ def image_grid(
         ncols = math.ceil(math.sqrt(count))
         nrows = math.ceil(count / ncols)
     else:
-        if not isinstance(nrows, (int, np.integer)) or not 1 <= nrows <= count:
+        if not is_int(nrows, minimum=1) or nrows > count:
             raise ValueError(f"nrows must be an integer in [1, {count}]; got {nrows!r}")
         nrows = int(nrows)
         ncols = math.ceil(count / nrows)
@@ -204,9 +206,7 @@ def reconstruction_grid(
             "originals and reconstructions must have the same shape; got "
             f"{originals.shape} and {reconstructions.shape}"
         )
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer; got {n!r}")
-    n = min(int(n), len(originals))
+    n = min(int(check_int("reconstruction_grid", "n", n)), len(originals))
 
     fig = Figure(figsize=(n * cell_size, 2 * cell_size), dpi=dpi)
     axes = fig.subplots(2, n, squeeze=False)
@@ -527,9 +527,8 @@ def codebook_usage(
     Returns:
         A `matplotlib.figure.Figure` of `figsize` inches.
     """
-    if not isinstance(num_embeddings, (int, np.integer)) or num_embeddings < 1:
-        raise ValueError(f"num_embeddings must be a positive integer; got {num_embeddings!r}")
-    counts = _code_counts(indices_or_counts, int(num_embeddings), kind)
+    num_embeddings = int(check_int("codebook_usage", "num_embeddings", num_embeddings))
+    counts = _code_counts(indices_or_counts, num_embeddings, kind)
     total = counts.sum()
     if total <= 0:
         raise ValueError("counts sum to zero: there is no usage to plot")

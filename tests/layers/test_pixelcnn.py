@@ -256,7 +256,7 @@ def test_gated_block_condition_changes_output_and_must_match_build():
         ({"mask_type": "C"}, 'mask_type "A"'),
         ({"kernel_size": 4}, "odd integer kernel_size >= 3"),
         ({"kernel_size": 1}, "odd integer kernel_size >= 3"),
-        ({"filters": 0}, "positive integer filters"),
+        ({"filters": 0}, r"GatedPixelCNNBlock expects filters >= 1 \(an int\); got 0"),
     ],
 )
 def test_gated_block_rejects_bad_arguments(kwargs, message):

@@ -238,9 +238,9 @@ def test_max_batches_limits_the_images():
         (_vqvae, {"prior": tfvq.PixelCNNPrior(16, (4, 4), hidden_channels=4, num_layers=1)},
          "codebook_size=8 codes; got a PixelCNNPrior with num_embeddings=16"),
         (_vae, {"prior": _uniform_prior()}, "pass prior=None"),
-        (_vae, {"num_samples": 0}, "num_samples >= 1; got 0"),
+        (_vae, {"num_samples": 0}, r"bits_per_dim expects num_samples >= 1 \(an int\); got 0"),
         (_vae, {"scale": 0.1}, "applies to 'mse' models only"),
-        (_vae, {"max_batches": 0}, "max_batches None or >= 1"),
+        (_vae, {"max_batches": 0}, r"bits_per_dim expects max_batches >= 1 \(an int\); got 0"),
     ],
 )
 def test_bad_arguments_are_refused(make, kwargs, message):

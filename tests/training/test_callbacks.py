@@ -85,8 +85,10 @@ def test_reconstruction_images_grid_and_png(tmp_path):
 
 
 def test_reconstruction_images_rejects_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="every"):
+    with pytest.raises(ValueError, match=r"ReconstructionImages expects every >= 1 \(an int\)"):
         ReconstructionImages(images(2), str(tmp_path), every=0)
+    with pytest.raises(ValueError, match=r"expects max_images >= 1 \(an int\); got True"):
+        ReconstructionImages(images(2), str(tmp_path), max_images=True)
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         ReconstructionImages(np.zeros((8, 8)), str(tmp_path))
 
@@ -132,6 +134,8 @@ def test_default_callbacks_without_quantizer(tmp_path):
     assert callbacks[-2].backup_dir == str(tmp_path / "backup")
     with pytest.raises(ValueError, match="checkpoint_name"):
         default_callbacks(str(tmp_path), model, images(4), checkpoint_name="model.h5")
+    with pytest.raises(ValueError, match=r"default_callbacks expects worker_index >= 0 \(an int\)"):
+        default_callbacks(str(tmp_path), model, images(4), worker_index=-1)
 
 
 def test_codebook_monitor_on_residual_codes():

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfvq.utils.checks import check_int, is_int
+
 
 def _check_mask_type(layer_name, mask_type):
     if mask_type not in ("A", "B"):
@@ -158,14 +160,11 @@ class GatedPixelCNNBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         _check_mask_type("GatedPixelCNNBlock", mask_type)
-        odd = isinstance(kernel_size, (int, np.integer)) and kernel_size % 2 == 1
-        if not odd or kernel_size < 3:
+        if not (is_int(kernel_size, minimum=3) and kernel_size % 2 == 1):
             raise ValueError(
                 f"GatedPixelCNNBlock expects an odd integer kernel_size >= 3; got {kernel_size!r}"
             )
-        if not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"GatedPixelCNNBlock expects a positive integer filters; got {filters!r}")
-        self.filters = int(filters)
+        self.filters = int(check_int(self, "filters", filters))
         self.kernel_size = int(kernel_size)
         self.mask_type = mask_type
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

@@ -18,6 +18,7 @@ from tfvq import losses
 from tfvq.models.pixelcnn_prior import PixelCNNPrior
 from tfvq.models.vae import VAE
 from tfvq.models.vqvae import VQVAE
+from tfvq.utils.checks import check_int
 from tfvq.utils.elements import split_element
 
 _FAMILIES = {"logistic": tfd.Logistic, "mse": tfd.Normal}
@@ -75,11 +76,9 @@ def bits_per_dim(model, dataset, prior=None, num_samples=1, max_batches=None, sc
     >>> images = tf.data.Dataset.from_tensor_slices(np.zeros((4, 8, 8, 1), "float32")).batch(2)
     >>> bpd = tfvq.metrics.bits_per_dim(vae, images, num_samples=4, seed=0)
     """
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"bits_per_dim expects an integer num_samples >= 1; got {num_samples!r}")
-    if max_batches is not None and (not isinstance(max_batches, (int, np.integer))
-                                    or max_batches < 1):
-        raise ValueError(f"bits_per_dim expects max_batches None or >= 1; got {max_batches!r}")
+    check_int("bits_per_dim", "num_samples", num_samples)
+    if max_batches is not None:
+        check_int("bits_per_dim", "max_batches", max_batches)
     if not isinstance(dataset, tf.data.Dataset):
         raise ValueError(f"bits_per_dim expects a tf.data.Dataset; got {type(dataset).__name__}")
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY and max_batches is None:

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvq.layers import code_statistics
+from tfvq.utils.checks import check_int
 
 __all__ = ["CodebookMonitor", "ReconstructionImages", "backup_dir_for", "default_callbacks"]
 
@@ -73,10 +74,8 @@ class ReconstructionImages(keras.callbacks.Callback):
     def __init__(self, images, log_dir, every=1, max_images=8, value_range=(0.0, 1.0),
                  png_dir=None, name="reconstructions"):
         super().__init__()
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer; got {every!r}")
-        if not isinstance(max_images, int) or max_images < 1:
-            raise ValueError(f"max_images must be a positive integer; got {max_images!r}")
+        check_int(self, "every", every)
+        check_int(self, "max_images", max_images)
         self.images = _fixed_images(images, "images")[:max_images]
         self.log_dir = log_dir
         self.every = every
@@ -211,8 +210,7 @@ def default_callbacks(output_dir, model, sample_images, worker_index=0, every=1,
     """
     if not str(checkpoint_name).endswith(".keras"):
         raise ValueError(f"checkpoint_name must end in '.keras'; got {checkpoint_name!r}")
-    if not isinstance(worker_index, int) or worker_index < 0:
-        raise ValueError(f"worker_index must be a non-negative integer; got {worker_index!r}")
+    check_int("default_callbacks", "worker_index", worker_index, minimum=0)
     chief = worker_index == 0
     log_dir = os.path.join(output_dir, "logs")
     callbacks = []

@@ -17,6 +17,8 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from tfvq.utils.checks import is_int
+
 __all__ = ["STRATEGIES", "jit_compile_for", "make_strategy", "supports_xla"]
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multiworker")
@@ -64,7 +66,7 @@ def _read_tf_config():
             f'TF_CONFIG task type "{job}" is not a job of the cluster; expected one of '
             f"{sorted(cluster)}"
         )
-    if not isinstance(index, int) or not 0 <= index < len(cluster[job]):
+    if not is_int(index, minimum=0) or index >= len(cluster[job]):
         raise ValueError(
             f'TF_CONFIG task index must be an integer in [0, {len(cluster[job])}) for job '
             f'"{job}"; got {index!r}'

@@ -16,6 +16,7 @@ import keras_tuner as kt
 from absl import logging
 
 from tfvq.tuning.hypermodels import AEHyperModel, VAEHyperModel, VQVAEHyperModel
+from tfvq.utils.checks import check_int
 
 __all__ = ["HYPERMODELS", "OBJECTIVES", "TUNERS", "make_objective", "make_tuner", "role", "search"]
 
@@ -144,10 +145,9 @@ def make_tuner(model="vqvae", tuner="hyperband", *, input_shape=None, space=None
     """
     if tuner not in TUNERS:
         raise ValueError(f"tuner must be one of {sorted(TUNERS)}; got {tuner!r}")
-    if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
-        raise ValueError(f"max_trials must be an int >= 1 or None; got {max_trials!r}")
-    if not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"max_epochs must be an int >= 1; got {max_epochs!r}")
+    if max_trials is not None:
+        check_int("make_tuner", "max_trials", max_trials)
+    check_int("make_tuner", "max_epochs", max_epochs)
     hypermodel = _hypermodel(model, input_shape, space, model_kwargs, objective)
     kt_objective = make_objective(objective, hypermodel)
     if role() == "worker" and overwrite:

@@ -17,6 +17,7 @@ import keras_tuner as kt
 
 from tfvq.layers import QUANTIZERS
 from tfvq.layers.conv_blocks import DOWNSAMPLE_MODES
+from tfvq.utils.checks import is_int
 
 __all__ = ["as_hyperparameter", "check_space", "possible_values", "space_from"]
 
@@ -89,8 +90,7 @@ def as_hyperparameter(name, value, owner="space"):
         low, high = value["min_value"], value["max_value"]
         if not low <= high:
             raise ValueError(f"{owner}: {name} range needs min_value <= max_value; got {value!r}")
-        ints = all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                   for v in (low, high, value.get("step", 1)))
+        ints = all(is_int(v) for v in (low, high, value.get("step", 1)))
         cls = kt.engine.hyperparameters.Int if ints else kt.engine.hyperparameters.Float
         return cls(name, **value)
     if isinstance(value, (bool, numbers.Real, str)):
@@ -132,9 +132,8 @@ def possible_values(hp):
 def _check_value(owner, name, value, rule):
     kind, bound = rule
     bound = bound() if callable(bound) else bound
-    integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if kind == "int" and not (integer and value >= bound):
+    if kind == "int" and not is_int(value, bound):
         expected = f"an int >= {bound}"
     elif kind == "float" and not (real and value >= bound):
         expected = f"a number >= {bound}"
