@@ -4,7 +4,6 @@ a folder of photos, the files written and resumption."""
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,21 +18,11 @@ TINY = dict(image_size=32, min_size=32, steps_per_epoch=3, batch_size=4, eval_ex
             embedding_dim=4, jit_compile=False)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
-def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir):
+def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
     # The example itself, as a user runs it on two machines: both train and evaluate (collective
     # steps), the chief alone writes files, and both end with the same weights.
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     try:
         for index in range(2):
@@ -41,7 +30,7 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir):
             args = [
                 sys.executable, str(SCRIPT), f"--output_dir={tmp_path / f'worker{index}'}",
                 f"--data_dir={cifar10_data_dir}", "--strategy=multiworker", "--epochs=1",
-                "--steps_per_epoch=20", "--eval_examples=256", "--nojit_compile",
+                "--steps_per_epoch=20", "--eval_examples=256", "--jit_compile=false",
                 "--batch_size=16", "--hidden_channels=8", "--residual_channels=4",
                 "--num_residual_layers=1", "--num_embeddings=16", "--embedding_dim=4",
             ]
@@ -135,3 +124,23 @@ def test_train_and_evaluate_writes_outputs_and_resumes(example, tmp_path):
 
 def _lines(path):
     return len(path.read_text().strip().splitlines())
+
+
+@pytest.mark.parametrize("requested, expected", [("false", False), (False, False), ("true", True),
+                                                 ("auto", "timed")])
+def test_jit_compile_auto_is_timed_and_the_others_are_taken_as_given(example, monkeypatch,
+                                                                      requested, expected):
+    import tensorflow as tf
+
+    import tfvq
+
+    cifar10 = example("cifar10")
+    calls = []
+    monkeypatch.setattr(tfvq.training, "choose_jit_compile",
+                        lambda build, batch: calls.append(batch.shape) or "timed")
+    train = tf.data.Dataset.from_tensors(tf.zeros((4, 8, 8, 3)))
+    config = cifar10.Config(jit_compile=requested)
+    strategy = tf.distribute.get_strategy()
+    got = cifar10.choose_jit_compile(config, strategy, lambda jit: pytest.fail("built"), train)
+    assert got == expected
+    assert calls == ([(4, 8, 8, 3)] if requested == "auto" else [])

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,16 +99,10 @@ def test_search_resumes_after_a_kill(tmp_path, mnist_data_dir):
     assert checkpoint.stat().st_mtime_ns == mtime
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_chief_and_two_workers_share_trials(tmp_path, mnist_data_dir):
+def test_chief_and_two_workers_share_trials(tmp_path, mnist_data_dir, free_ports):
     log = tmp_path / "trials.log"
-    cluster = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    cluster = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_ports(1)[0])}
     args = [sys.executable, str(SCRIPT), str(tmp_path), mnist_data_dir, "--max_trials=3",
             f"--log={log}", "--barrier=2"]
     processes = {
