@@ -269,8 +269,12 @@ class _VectorQuantizerBase(Quantizer):
             scores = self._scores(z, codes[start : start + _SEARCH_CHUNK])
             if return_scores:
                 blocks.append(scores)
-            indices = _argmin_rows(scores) + start
-            chunk_best = ops.min(scores, axis=1)
+            local = _argmin_rows(scores)
+            # The minimum read at the argmin, not reduced again: XLA's CPU code makes a second
+            # reduction over each block cost as much as the argmin (K = 2048: 36 ms against
+            # 23 ms for the search of 8192 vectors), while TensorFlow's kernels time the same.
+            chunk_best = ops.take_along_axis(scores, local[:, None], axis=1)[:, 0]
+            indices = local + start
             if best_indices is None:
                 best_scores, best_indices = chunk_best, indices
                 continue
