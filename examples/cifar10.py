@@ -55,7 +55,7 @@ class Config:
     image_size: int = 0
     min_size: int = 0
     augment: str = "none"
-    jit_compile: bool = True
+    jit_compile: str = "auto"
     seed: int = 0
 
 
@@ -96,10 +96,31 @@ def define_flags():
     flags.DEFINE_enum("augment", Config.augment, ["none", "crop", "flip", "crop,flip"],
                       "Training augmentation: random resized crop (scale 0.2-1, square, bilinear, "
                       "antialiased) to --image_size, and/or horizontal flips.")
-    flags.DEFINE_bool("jit_compile", Config.jit_compile,
-                      "XLA-compile the steps (1.7x faster on a 2-core AVX2 CPU at K=512, see "
-                      "benchmarks/RESULTS.md); off by itself where XLA cannot run (several CPU "
+    flags.DEFINE_enum("jit_compile", Config.jit_compile, ["auto", "true", "false"],
+                      "XLA-compile the steps. auto: time a few steps of each on this machine "
+                      "(once; the choice is cached per CPU and model, see "
+                      "tfvq.training.choose_jit_compile), as XLA is 1.7x faster on one CPU "
+                      "and slower on another; off by itself where XLA cannot run (several CPU "
                       "replicas).")
+
+
+def choose_jit_compile(config, strategy, build, train):
+    """`config.jit_compile` as a bool: "auto" times both on this machine (one replica only).
+
+    Under several replicas "auto" is on where XLA can run at all: timing there could choose
+    differently on different workers, whose steps must match.
+    """
+    import tfvq
+
+    requested = config.jit_compile
+    if isinstance(requested, str):
+        requested = {"true": True, "false": False}.get(requested.lower(), requested)
+    allowed = tfvq.training.jit_compile_for(strategy, requested is not False)
+    if requested != "auto" or not allowed or strategy.num_replicas_in_sync > 1:
+        return bool(allowed)
+    batch = next(iter(train))
+    with strategy.scope():
+        return tfvq.training.choose_jit_compile(build, batch)
 
 
 def build_model(config, image_shape, data_variance):
@@ -200,14 +221,16 @@ def train_and_evaluate(config, workdir):
     image_shape, variance, train, test, (train_split, test_split) = _data(config)
     samples = next(iter(test))[:16]
 
-    def build():
+    def build(jit_compile):
         model = build_model(config, image_shape, variance)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      jit_compile=tfvq.training.jit_compile_for(strategy, config.jit_compile))
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile)
         return model
 
+    jit_compile = choose_jit_compile(config, strategy, build, train)
+
     model, history, train_seconds = common_flags.fit_resumable(
-        build, train, config.epochs, workdir, steps_per_epoch=config.steps_per_epoch,
+        lambda: build(jit_compile), train, config.epochs, workdir,
+        steps_per_epoch=config.steps_per_epoch,
         strategy=strategy, worker_index=worker_index, validation_data=test, verbose=1,
         callbacks=lambda model: tfvq.training.default_callbacks(
             workdir, model, samples, worker_index=worker_index))
@@ -230,6 +253,7 @@ def train_and_evaluate(config, workdir):
         "replicas": strategy.num_replicas_in_sync,
         "workers": num_workers,
         "weights_sha256": fingerprint,
+        "jit_compile": jit_compile,
         "wall_time_s_this_run": round(train_seconds, 1),
         "images_per_s_this_run": None,
         "parameters": model.count_params(),

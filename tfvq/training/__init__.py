@@ -6,6 +6,7 @@ from tfvq.training.callbacks import (
     backup_dir_for,
     default_callbacks,
 )
+from tfvq.training.jit import choose_jit_compile
 from tfvq.training.strategies import STRATEGIES, jit_compile_for, make_strategy, supports_xla
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "CodebookMonitor",
     "ReconstructionImages",
     "backup_dir_for",
+    "choose_jit_compile",
     "default_callbacks",
     "jit_compile_for",
     "make_strategy",
