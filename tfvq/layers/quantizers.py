@@ -230,17 +230,19 @@ class _VectorQuantizerBase(Quantizer):
         codebook = self._codebook_value()
         return _l2_normalize(codebook) if self.distance == "cosine" else codebook
 
-    def _scores(self, z, codes):
-        """One matmul whose row-wise argmin is the nearest code.
+    def _score_operands(self, z, codes):
+        """`(lhs, rhs)` whose product `lhs rhs^T` has the nearest code as each row's argmin.
 
-        `0.5 * |e|^2 - z.e` (the squared distance up to a per-row constant) for l2, `-z.e`
-        (minus the cosine similarity of unit vectors) for cosine.
+        For l2 the scores are `0.5 |e|^2 - z.e` (the squared distance up to a per-row
+        constant), for cosine `-z.e` (minus the similarity of unit vectors). The norms ride in
+        the matmul as one more column, `[z, 1] [-e, 0.5 |e|^2]^T`: a separate subtraction would
+        be one more pass over the (N, K) scores, 10-40% of the search's time on CPU.
         """
-        dots = ops.matmul(z, ops.transpose(codes))
         if self.distance == "cosine":
-            return -dots
-        half_norms = 0.5 * ops.sum(ops.square(codes), axis=1)
-        return half_norms[None, :] - dots
+            return z, -codes
+        half_norms = 0.5 * ops.sum(ops.square(codes), axis=1, keepdims=True)
+        ones = ops.ones_like(z[:, :1])
+        return ops.concatenate([z, ones], axis=1), ops.concatenate([-codes, half_norms], axis=1)
 
     def _distances(self, z, codes, scores):
         """Squared L2 distances in the search space (`2 - 2 cos` for unit vectors) from scores."""
@@ -252,21 +254,22 @@ class _VectorQuantizerBase(Quantizer):
     def _nearest(self, z, codes, return_scores=False):
         """Index of each row's nearest code, searching `_SEARCH_CHUNK` codes at a time.
 
-        The same indices as the argmin of `_scores` over the whole codebook (ties go to the
-        lowest index), without an (N, K) matrix: at N = K = 8192 that matrix is 256 MiB, and
+        The same indices as the argmin of the scores (`_score_operands`) over the whole
+        codebook (ties go to the lowest index), without an (N, K) matrix: at N = K = 8192 that matrix is 256 MiB, and
         allocating and page-faulting it anew each step cost as much as the matmul itself. With
         `return_scores`, also the (N, K) scores, joined from the blocks already computed, so
         that the distances cost no second matmul.
         """
         num_codes = codes.shape[0]
+        lhs, rhs = self._score_operands(z, codes)
         if num_codes <= _SEARCH_CHUNK:
-            scores = self._scores(z, codes)
+            scores = ops.matmul(lhs, ops.transpose(rhs))
             indices = _argmin_rows(scores)
             return (indices, scores) if return_scores else indices
         best_scores = best_indices = None
         blocks = []
         for start in range(0, num_codes, _SEARCH_CHUNK):
-            scores = self._scores(z, codes[start : start + _SEARCH_CHUNK])
+            scores = ops.matmul(lhs, ops.transpose(rhs[start : start + _SEARCH_CHUNK]))
             if return_scores:
                 blocks.append(scores)
             local = _argmin_rows(scores)
