@@ -61,7 +61,7 @@ flags.DEFINE_float(
     "(OpenMP in torch, Eigen in TensorFlow) do not steal a core from the next row's step.",
 )
 flags.DEFINE_bool("memory", True, "Measure peak memory, one subprocess per row.")
-flags.DEFINE_string("results", None, "Markdown file whose '## Quantizer (issue 2)' section to write.")
+flags.DEFINE_string("results", None, "Markdown file whose '## Quantizer (issues 2, 16, 17)' section to write.")
 flags.DEFINE_string("memory_row", None, "Internal: 'library,quantizer,K' to measure in this process.")
 
 COMMITMENT_COST = 0.25
@@ -86,26 +86,34 @@ NAMES = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA", "fsq": "FiniteSca
          "cosine": "VectorQuantizerEMA, cosine", "factorized": "VectorQuantizerEMA, codebook_dim=8",
          "rotation": "VectorQuantizerEMA, rotation trick", "lfq": "LookupFreeQuantizer",
          "rvq": "ResidualVectorQuantizer (EMA)"}
-SECTION = "## Quantizer (issue 2)"
+SECTION = "## Quantizer (issues 2, 16, 17)"
 NOTES = """\
 - One step: training-mode forward and backward, `loss = sum(outputs) + quantizer loss`,
-  gradients with respect to the inputs and, for `VectorQuantizer`, the codebook; the EMA
-  quantizers also update their statistics. Same inputs and codebook in every library.
+  gradients with respect to the inputs and any learned codebook; the EMA quantizers also
+  update their statistics. Same inputs in every library, and the same codebook wherever the
+  shapes allow (not the factorized or residual rows). With `--return_info` the tfvq rows also
+  return indices, distances, counts and perplexity, as Sonnet's always does.
 - Time: median of the interleaved rounds (one step of each row per round, an untimed 50 ms
   pause after each step so that one library's spinning worker threads do not slow the next
   row), after 3 warm-up steps. TensorFlow rows run in `tf.function`; the ratio is this row's
   time over tfvq's (`tf.function`, no XLA) on the same quantizer and K, so > 1 means tfvq is
-  faster.
+  faster. The bare search row is the floor of any codebook search: one (N, D) x (D, K) matmul
+  and the row argmin, forward only.
 - Peak memory: in a fresh process per row, after one untimed step, the heap is trimmed
   (`malloc_trim`) and the peak-RSS counter reset; the figure is the peak RSS of 3 further
-  steps minus the RSS before them: what a steady-state step allocates (the (N, K) distance
-  matrix, gradients, temporaries), not the libraries' code and weights.
-- vector-quantize-pytorch 1.32.0: `VectorQuantize(dim=64, codebook_size=K, decay=0.99,
-  commitment_weight=0.25, rotation_trick=False)` on (128, 64, 64) inputs; the
-  VectorQuantizer row adds `learnable_codebook=True, ema_update=False`.
-- tfvq searches the codebook 512 codes at a time (`_nearest`), so at K = 8192 no
-  (8192, 8192) matrix is materialised; under `jit_compile=True` XLA's CPU code for that
-  search is slower than TensorFlow's oneDNN kernels, hence the jit_compile rows.
+  steps minus the RSS before them: what a steady-state step allocates anew (the (N, K)
+  distances, gradients, temporaries), not the libraries' code and weights, nor memory their
+  allocators keep from step to step.
+- vector-quantize-pytorch 1.32.0 on (128, 64, D) inputs: `VectorQuantize(dim, codebook_size=K,
+  decay=0.99, commitment_weight=0.25, rotation_trick=False)` (the VectorQuantizer row adds
+  `learnable_codebook=True, ema_update=False`; cosine `use_cosine_sim=True`, factorized
+  `codebook_dim=8`, rotation `rotation_trick=True`); `ResidualVQ(num_quantizers=4,
+  codebook_size=256)` against tfvq's 4 EMA stages; `FSQ(levels)` on D = 4 inputs; `LFQ(dim=10,
+  entropy_loss_weight=0.1, commitment_loss_weight=0.25)` on D = 10 inputs.
+- tfvq searches the codebook 512 codes at a time (`_nearest`), so at K = 8192 no (8192, 8192)
+  matrix is materialised; the half norms ride in the score matmul as one more column. Under
+  `jit_compile=True` XLA's CPU argmin is slower than TensorFlow's, hence the jit_compile rows
+  at large K: `examples/cifar10.py --jit_compile=auto` times both for the whole model.
 """
 
 
@@ -590,7 +598,8 @@ def main(argv):
         section = SECTION if FLAGS.backend == "tensorflow" else f"## Quantizer on {FLAGS.backend} (issue 18)"
         text = "\n".join([
             section, "",
-            f"`{command}` on {datetime.date.today().isoformat()}, CPU only, {FLAGS.threads} threads "
+            f"`{command}` on {datetime.date.today().isoformat()}, {report.cpu_model()}, CPU only, "
+            f"{FLAGS.threads} threads "
             f"for TensorFlow and torch; inputs {shape}, commitment cost {COMMITMENT_COST}, "
             f"decay {DECAY}.", "",
             table, "",

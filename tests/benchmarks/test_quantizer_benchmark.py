@@ -34,5 +34,5 @@ def test_every_quantizer_row_is_timed_and_written(tmp_path):
         assert {"tfvq", "vector-quantize-pytorch"} <= libraries, (name, libraries)
     assert any(row.startswith("| bare search") for row in rows)
     text = results.read_text()
-    assert "## Quantizer (issue 2)" in text and "## Other\n\nkept" in text
-    assert text.count("## Quantizer (issue 2)") == 1 and text.count("| tfvq | LookupFreeQuantizer") == 1
+    assert "## Quantizer (issues 2, 16, 17)" in text and "## Other\n\nkept" in text
+    assert text.count("## Quantizer (issues 2, 16, 17)") == 1 and text.count("| tfvq | LookupFreeQuantizer") == 1
