@@ -166,6 +166,7 @@ def test_bad_images():
 # --- distribution ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_default(mirrored_strategy):
     rgb = rgb_images(16, seed=5)
     keras.utils.set_random_seed(0)

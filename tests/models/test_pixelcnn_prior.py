@@ -222,6 +222,7 @@ def test_conditional_prior_trains_only_with_labels():
         prior.fit(_codes(prior, batch=4), epochs=1, verbose=0)
 
 
+@pytest.mark.slow
 def test_mirrored_step_equals_single_device_step_on_the_global_batch(mirrored_strategy):
     """Two replicas on half a batch each take the same SGD step as one device on the batch."""
     codes = _codes(_prior(), batch=8)

@@ -34,7 +34,8 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+# The XLA variants are slow (a compilation per model); the fast set keeps the others.
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_refused_fit_leaves_the_model_trainable(name, jit_compile):
     build, good, bad = CASES[name]
