@@ -343,6 +343,7 @@ def test_mirrored_matches_single_device(mirrored_strategy, quantize_dropout):
             np.testing.assert_allclose(values[0], v.numpy(), rtol=1e-5, atol=1e-6, err_msg=v.path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantizer", ["vq", "ema"])
 def test_under_xla_matches_eager(quantizer):
     codebooks = make_codebooks(10, 3, 6, 4)

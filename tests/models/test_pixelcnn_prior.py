@@ -154,6 +154,7 @@ def test_sample_frequencies_follow_softmax_of_logits_over_temperature(temperatur
     np.testing.assert_allclose(frequencies, expected, atol=5 * np.sqrt(0.25 / n))
 
 
+@pytest.mark.slow
 def test_conditional_sampling_uses_the_labels():
     """Trained on maps filled with their class label, the prior samples each class's map."""
     num_classes = 3
@@ -247,7 +248,7 @@ def test_mirrored_step_equals_single_device_step_on_the_global_batch(mirrored_st
 # --- saving ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("conditional", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_keras_round_trip(tmp_path, conditional):
     prior = _prior(num_classes=3 if conditional else None, kernel_size=5)
     prior.compile(optimizer="adam")

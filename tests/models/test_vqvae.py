@@ -132,7 +132,7 @@ FAMILY = {
 # The options of the plain VQ layer (tested in tests/layers) are slow here; every quantizer
 # class stays in the fast set.
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
-                                  if n in ("cosine", "factorized", "rotation") else n
+                                  if n in ("cosine", "factorized", "rotation", "lfq") else n
                                   for n in sorted(FAMILY)])
 def test_every_quantizer_trains_saves_and_resumes(name, tmp_path):
     keras.utils.set_random_seed(0)
