@@ -335,8 +335,17 @@ def vqtorch_family_step(quantizer, x, codebook):
                 if quantizer == "cosine":
                     start = torch.nn.functional.normalize(start, dim=-1)
                 module._codebook.embed.copy_(start)
+    return torch_module_step(module, x)
+
+
+def torch_module_step(module, x):
+    """One training step of a vector-quantize-pytorch module on `x` as (B, H*W, D):
+    `quantized, _, loss = module(inputs)`, then `backward()` of `sum(quantized) + sum(loss)`
+    (residual VQ returns one loss per stage)."""
+    import torch
+
     module.train()
-    inputs = torch.from_numpy(x.reshape(x.shape[0], -1, dim)).requires_grad_()
+    inputs = torch.from_numpy(x.reshape(x.shape[0], -1, x.shape[-1])).requires_grad_()
     params = [p for p in module.parameters() if p.requires_grad]
 
     def step():
@@ -387,22 +396,10 @@ def vqtorch_step(quantizer, x, codebook, levels=None):
         dim=dim, codebook_size=num_embeddings, decay=DECAY, commitment_weight=COMMITMENT_COST,
         rotation_trick=False, **options,
     )
-    module.train()
     with torch.no_grad():
         module._codebook.embed.copy_(torch.from_numpy(codebook)[None])
         module._codebook.embed_avg.copy_(torch.from_numpy(codebook)[None])
-    inputs = torch.from_numpy(x.reshape(x.shape[0], -1, dim)).requires_grad_()
-    params = [p for p in module.parameters() if p.requires_grad]
-
-    def step():
-        inputs.grad = None
-        for p in params:
-            p.grad = None
-        quantized, _, loss = module(inputs)
-        (quantized.sum() + loss).backward()
-        return inputs.grad
-
-    return step
+    return torch_module_step(module, x)
 
 
 def make_step(library, quantizer, x, codebook, levels=None):
