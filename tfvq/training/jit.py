@@ -69,7 +69,7 @@ def choose_jit_compile(make_model, batch, steps=5, warmup=2, cache_path=None):
                      choice, cache_path, _summary(cache[key]["ms_per_step"]))
         return choice
     times = {False: [], True: []}
-    for jit_compile, model in models.items():
+    for model in models.values():
         for _ in range(warmup):
             _step(model, batch)
     for _ in range(steps):
