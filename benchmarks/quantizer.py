@@ -61,7 +61,8 @@ flags.DEFINE_float(
     "(OpenMP in torch, Eigen in TensorFlow) do not steal a core from the next row's step.",
 )
 flags.DEFINE_bool("memory", True, "Measure peak memory, one subprocess per row.")
-flags.DEFINE_string("results", None, "Markdown file whose '## Quantizer (issues 2, 16, 17)' section to write.")
+flags.DEFINE_string("results", None,
+                    "Markdown file whose '## Quantizer (issues 2, 16, 17)' section to write.")
 flags.DEFINE_string("memory_row", None, "Internal: 'library,quantizer,K' to measure in this process.")
 
 COMMITMENT_COST = 0.25

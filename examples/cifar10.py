@@ -223,7 +223,8 @@ def train_and_evaluate(config, workdir):
 
     def build(jit_compile):
         model = build_model(config, image_shape, variance)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      jit_compile=jit_compile)
         return model
 
     jit_compile = choose_jit_compile(config, strategy, build, train)

@@ -255,8 +255,9 @@ class _VectorQuantizerBase(Quantizer):
         """Index of each row's nearest code, searching `_SEARCH_CHUNK` codes at a time.
 
         The same indices as the argmin of the scores (`_score_operands`) over the whole
-        codebook (ties go to the lowest index), without an (N, K) matrix: at N = K = 8192 that matrix is 256 MiB, and
-        allocating and page-faulting it anew each step cost as much as the matmul itself. With
+        codebook (ties go to the lowest index), without an (N, K) matrix: at N = K = 8192
+        that matrix is 256 MiB, and allocating and page-faulting it anew each step cost as much
+        as the matmul itself. With
         `return_scores`, also the (N, K) scores, joined from the blocks already computed, so
         that the distances cost no second matmul.
         """

@@ -21,7 +21,8 @@ __all__ = ["choose_jit_compile", "default_cache_path"]
 
 def default_cache_path():
     """`$TFVQ_CACHE_DIR/jit_compile.json`, or `~/.cache/tfvq/jit_compile.json`."""
-    root = os.environ.get("TFVQ_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tfvq")
+    default = os.path.join(os.path.expanduser("~"), ".cache", "tfvq")
+    root = os.environ.get("TFVQ_CACHE_DIR") or default
     return os.path.join(root, "jit_compile.json")
 
 
