@@ -121,6 +121,30 @@ def test_nearest_search_over_codebook_chunks(cls):
     np.testing.assert_array_equal(layer.encode(probe), expected)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("columns", [512, 48, 37])
+def test_row_argmin_is_numpy_argmin_with_its_ties(columns, jit_compile):
+    # `_row_argmin` searches groups of 16 columns where the width allows (512, 48) and falls
+    # back to one argmin where it does not (37). Small integers make many exact ties, within a
+    # group and across groups; each must go to the lowest index, as NumPy's argmin does.
+    from tfvq.layers.quantizers import _row_argmin
+
+    scores = np.random.default_rng(38).integers(-2, 3, size=(200, columns)).astype(np.float32)
+    scores[0] = 0.0
+    scores[1, [5, columns - 1]] = -9.0
+    from tfvq.layers.quantizers import _xla_compiled
+
+    # The grouped path is taken under XLA only; that TensorFlow still tells it is checked here.
+    seen = []
+    tf.function(lambda: seen.append(_xla_compiled()) or tf.constant(0), jit_compile=jit_compile)()
+    assert seen == [jit_compile]
+    search = tf.function(_row_argmin, jit_compile=jit_compile)
+    indices, minimum = search(tf.constant(scores))
+    assert indices.dtype == tf.int32
+    np.testing.assert_array_equal(indices, scores.argmin(axis=1))
+    np.testing.assert_array_equal(minimum, scores.min(axis=1))
+
+
 def test_perplexity_and_usage_known_values():
     codebook = np.eye(4, dtype=np.float32) * 10
     # Two codes hit, equally often: perplexity 2, usage 1/2.

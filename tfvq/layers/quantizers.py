@@ -265,7 +265,7 @@ class _VectorQuantizerBase(Quantizer):
         lhs, rhs = self._score_operands(z, codes)
         if num_codes <= _SEARCH_CHUNK:
             scores = ops.matmul(lhs, ops.transpose(rhs))
-            indices = _argmin_rows(scores)
+            indices, _ = _row_argmin(scores)
             return (indices, scores) if return_scores else indices
         best_scores = best_indices = None
         blocks = []
@@ -273,11 +273,7 @@ class _VectorQuantizerBase(Quantizer):
             scores = ops.matmul(lhs, ops.transpose(rhs[start : start + _SEARCH_CHUNK]))
             if return_scores:
                 blocks.append(scores)
-            local = _argmin_rows(scores)
-            # The minimum read at the argmin, not reduced again: XLA's CPU code makes a second
-            # reduction over each block cost as much as the argmin (K = 2048: 36 ms against
-            # 23 ms for the search of 8192 vectors), while TensorFlow's kernels time the same.
-            chunk_best = ops.take_along_axis(scores, local[:, None], axis=1)[:, 0]
+            local, chunk_best = _row_argmin(scores)
             indices = local + start
             if best_indices is None:
                 best_scores, best_indices = chunk_best, indices
@@ -704,6 +700,10 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
 # mmap threshold up to N = 16384 vectors, so its memory is reused from step to step.
 _SEARCH_CHUNK = 512
 
+# Columns per group in `_row_argmin`'s two-level search under XLA: 8, 16 and 32 time within
+# 10% of each other there.
+_ARGMIN_GROUP = 16
+
 # Below this norm a vector has no direction to rotate: the rotation trick passes its gradient
 # straight through (vector-quantize-pytorch clamps the norm at the same 1e-6 instead).
 _ROTATION_MIN_NORM = 1e-6
@@ -721,6 +721,52 @@ def _argmin_rows(scores):
 
         return tf.argmin(scores, axis=1, output_type=tf.int32)
     return ops.cast(ops.argmin(scores, axis=1), "int32")
+
+
+def _row_argmin(scores):
+    """`(index, minimum)` of each row of an (N, C) score block; ties go to the lowest index.
+
+    Where XLA compiles the search (JAX always, TensorFlow under `jit_compile=True`), the block
+    is read as groups of `_ARGMIN_GROUP` columns: a plain minimum per group, the argmin over
+    the group minima, then the argmin inside the winning group alone. XLA's CPU backend turns
+    a row argmin (a variadic reduce) into scalar code but a plain row minimum into vector code:
+    8192 vectors searched against 8192 codes take 74 ms this way under XLA, 123 ms with a
+    plain argmin under XLA, and 67 ms with `tf.argmin` without XLA (Intel Xeon, AVX-512, 2
+    cores). Elsewhere the backend's own argmin is used: TensorFlow's kernel and torch's are
+    vectorised already, and the grouped form's gathers cost more than they save there.
+    """
+    num_columns = scores.shape[1]
+    group = _ARGMIN_GROUP
+    if not _xla_compiled() or num_columns is None or num_columns % group:
+        indices = _argmin_rows(scores)
+        return indices, ops.take_along_axis(scores, indices[:, None], axis=1)[:, 0]
+    groups = ops.reshape(scores, (-1, num_columns // group, group))
+    group_minima = ops.min(groups, axis=2)
+    best_group = _argmin_rows(group_minima)
+    minimum = ops.take_along_axis(group_minima, best_group[:, None], axis=1)[:, 0]
+    members = ops.take_along_axis(groups, best_group[:, None, None], axis=1)[:, 0]
+    return best_group * group + _argmin_rows(members), minimum
+
+
+def _xla_compiled():
+    """Whether the ops being built now will be compiled by XLA.
+
+    JAX compiles everything with XLA. TensorFlow enters an XLA control-flow context while it
+    traces a `tf.function(jit_compile=True)` (Keras' `jit_compile=True` included) and has no
+    public way to ask for it, so this reads TensorFlow's own internal check, and says False if
+    that ever moves: the search is then the plain argmin, correct and only slower under XLA.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend != "tensorflow":
+        return False
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow that moved its internals
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
 
 
 def _l2_normalize(x):
