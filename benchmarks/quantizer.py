@@ -62,7 +62,8 @@ flags.DEFINE_float(
 )
 flags.DEFINE_bool("memory", True, "Measure peak memory, one subprocess per row.")
 flags.DEFINE_string("results", None,
-                    "Markdown file whose '## Quantizer (issues 2, 16, 17)' section to write.")
+                    "Markdown file whose '## Quantizer, <CPU>, <AVX kind> (issues 2, 16, 17)' "
+                    "section to write.")
 flags.DEFINE_string("memory_row", None, "Internal: 'library,quantizer,K' to measure in this process.")
 
 COMMITMENT_COST = 0.25
@@ -87,7 +88,15 @@ NAMES = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA", "fsq": "FiniteSca
          "cosine": "VectorQuantizerEMA, cosine", "factorized": "VectorQuantizerEMA, codebook_dim=8",
          "rotation": "VectorQuantizerEMA, rotation trick", "lfq": "LookupFreeQuantizer",
          "rvq": "ResidualVectorQuantizer (EMA)"}
-SECTION = "## Quantizer (issues 2, 16, 17)"
+def section_title(backend="tensorflow"):
+    """The RESULTS.md heading for this machine: one section per CPU kind, since a figure
+    measured on one kind says nothing about the other (issue 17)."""
+    from tfvq.utils.machine import cpu_info, vector_kind
+
+    where = f"{cpu_info()[0]}, {vector_kind()}"
+    if backend != "tensorflow":
+        return f"## Quantizer on {backend}, {where} (issue 18)"
+    return f"## Quantizer, {where} (issues 2, 16, 17)"
 NOTES = """\
 - One step: training-mode forward and backward, `loss = sum(outputs) + quantizer loss`,
   gradients with respect to the inputs and any learned codebook; the EMA quantizers also
@@ -593,7 +602,7 @@ def main(argv):
         print(format_sonnet_check(checks))
     if FLAGS.results:
         command = "python " + " ".join(["benchmarks/quantizer.py"] + sys.argv[1:])
-        section = SECTION if FLAGS.backend == "tensorflow" else f"## Quantizer on {FLAGS.backend} (issue 18)"
+        section = section_title(FLAGS.backend)
         text = "\n".join([
             section, "",
             f"`{command}` on {datetime.date.today().isoformat()}, {report.cpu_model()}, CPU only, "

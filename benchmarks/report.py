@@ -51,10 +51,8 @@ def publish(text, path=None, section=None):
 
 
 def cpu_model():
-    """The CPU's model name, from /proc/cpuinfo; None where that cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name")), None)
-    except OSError:
-        return None
+    """The CPU a figure was measured on: `tfvq.utils.machine.describe_cpu`, the one reader of
+    /proc/cpuinfo (name, the vector extensions that change the fast paths, core count)."""
+    from tfvq.utils.machine import describe_cpu
+
+    return describe_cpu()

@@ -34,5 +34,9 @@ def test_every_quantizer_row_is_timed_and_written(tmp_path):
         assert {"tfvq", "vector-quantize-pytorch"} <= libraries, (name, libraries)
     assert any(row.startswith("| bare search") for row in rows)
     text = results.read_text()
-    assert "## Quantizer (issues 2, 16, 17)" in text and "## Other\n\nkept" in text
-    assert text.count("## Quantizer (issues 2, 16, 17)") == 1 and text.count("| tfvq | LookupFreeQuantizer") == 1
+    from tfvq.utils.machine import cpu_info, vector_kind
+
+    # This machine's own section, named by its CPU and its kind, next to the others.
+    heading = f"## Quantizer, {cpu_info()[0]}, {vector_kind()} (issues 2, 16, 17)"
+    assert heading in text and "## Other\n\nkept" in text
+    assert text.count(heading) == 1 and text.count("| tfvq | LookupFreeQuantizer") == 1

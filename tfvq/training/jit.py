@@ -10,11 +10,12 @@ decides from the model alone, never by timing.
 import hashlib
 import json
 import os
-import platform
 import statistics
 import time
 
 from absl import logging
+
+from tfvq.utils.machine import describe_cpu
 
 __all__ = ["choose_jit_compile", "default_cache_path"]
 
@@ -80,10 +81,10 @@ def choose_jit_compile(make_model, batch, steps=5, warmup=2, cache_path=None):
             times[jit_compile].append(time.perf_counter() - start)
     ms = {str(k).lower(): 1e3 * statistics.median(v) for k, v in times.items()}
     choice = ms["true"] < ms["false"]
-    logging.info("jit_compile=%s for this model on this CPU (%s, %s)", choice, _cpu_model(),
+    logging.info("jit_compile=%s for this model on this CPU (%s, %s)", choice, describe_cpu(),
                  _summary(ms))
     if cache_path:
-        cache[key] = {"jit_compile": choice, "ms_per_step": ms, "cpu": _cpu_model(),
+        cache[key] = {"jit_compile": choice, "ms_per_step": ms, "cpu": describe_cpu(),
                       "date": time.strftime("%Y-%m-%d")}
         _write(cache_path, cache)
     return choice
@@ -105,7 +106,7 @@ def _cache_key(model, batch):
 
     shapes = [tuple(getattr(x, "shape", ())) for x in tf.nest.flatten(batch)]
     described = json.dumps(
-        [_cpu_model(), tf.__version__, type(model).__name__, _unnamed(model.get_config()),
+        [describe_cpu(), tf.__version__, type(model).__name__, _unnamed(model.get_config()),
          shapes],
         sort_keys=True, default=repr,
     )
@@ -120,24 +121,6 @@ def _unnamed(config):
     if isinstance(config, (list, tuple)):
         return [_unnamed(v) for v in config]
     return config
-
-
-def _cpu_model():
-    """The CPU's name, its vector extensions and the core count: "AMD EPYC" names CPUs with
-    and without AVX-512, whose choices differ."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name") and not flags:
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    extensions = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{name} ({' '.join(extensions) or 'no AVX2'}, {os.cpu_count()} cores)"
 
 
 def _read(path):
