@@ -162,10 +162,12 @@ def fit_steps(model, images, steps, batch_size, seed=0, learning_rate=1e-3, labe
 
 def predict(fn, images, batch_size=500):
     """`fn` applied batch by batch to uint8 images; concatenated NumPy outputs."""
-    outputs = [np.asarray(fn(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    outputs = [fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    # A tuple of outputs (a VAE's encode: mean, log-variance) is joined part by part; turned
+    # into one array first, it would stack its parts along the batch axis.
     if isinstance(outputs[0], tuple):
-        return tuple(np.concatenate(parts) for parts in zip(*outputs))
-    return np.concatenate(outputs)
+        return tuple(np.concatenate([np.asarray(p) for p in parts]) for parts in zip(*outputs))
+    return np.concatenate([np.asarray(o) for o in outputs])
 
 
 def image_metrics(originals, reconstructions):

@@ -19,7 +19,7 @@ flags.DEFINE_list("cpu_times", [],
                   "experiment=seconds pairs for runs that did not record CPU time.")
 
 ORDER = ("compare_models", "vae_latents", "ae_design", "augmentation", "colorization",
-         "preprocessing")
+         "preprocessing", "faces_vae")
 
 
 def _f(value, digits=3):
@@ -91,6 +91,18 @@ def preprocessing(r):
             f"{[round(v, 2) for v in r['standardized_mean']]}, std "
             f"{[round(v, 2) for v in r['standardized_std']]}; largest round-trip error "
             f"{r['roundtrip_max_abs_error']:.2g}."]
+
+
+def faces_vae(r):
+    knn = r["knn_accuracy"]
+    rows = [["test", _f(r["test_bce_nats_per_pixel"], 4), _f(r["test_mse"], 4),
+             _f(r["test_psnr"], 2), _f(r["test_ssim"], 3), _f(r["test_kl_nats"], 1),
+             _f(r["test_elbo_nats"], 1)]]
+    lines = _table(["split", "BCE nats/pixel", "MSE", "PSNR dB", "SSIM", "KL nats",
+                    "ELBO nats"], rows)
+    separation = ", ".join(f"{name} {_f(value, 3)}" for name, value in knn.items())
+    return lines + ["", f"{r['class_separation']}: {separation}. Train BCE "
+                        f"{_f(r['train_bce_nats_per_pixel'], 4)} nats/pixel."]
 
 
 def main(argv):
