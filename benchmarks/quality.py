@@ -67,8 +67,8 @@ flags.DEFINE_integer("embedding_dim", 64, "D (the notebook's 64; FSQ and LFQ tak
 flags.DEFINE_string("quantizer", "ema", "A name in tfvq.layers.QUANTIZERS (vq, ema, fsq, lfq, rvq).")
 flags.DEFINE_string("quantizer_options", "{}", "JSON dict of the quantizer's keyword arguments, "
                     'e.g. \'{"distance": "cosine"}\'; added to (and overriding) a preset\'s.')
-flags.DEFINE_enum("preset", None, ["ema1024", "cosine1024", "rotation1024", "fsq", "lfq",
-                                   "rvq2x32"],
+flags.DEFINE_enum("preset", None, ["ema1024", "cosine1024", "rotation1024", "ema_rotation1024",
+                                   "ema_factorized1024", "fsq", "lfq", "rvq2x32"],
                   "A matched-budget configuration of about 2^10 codes per position (PRESETS): "
                   "sets the quantizer, num_embeddings, embedding_dim and options.")
 flags.DEFINE_integer("hidden_channels", 128, "Notebook: 128.")
@@ -106,6 +106,13 @@ PRESETS = {
     "ema1024": dict(quantizer="ema", num_embeddings=1024),
     "cosine1024": dict(quantizer="vq", num_embeddings=1024, options={"distance": "cosine"}),
     "rotation1024": dict(quantizer="vq", num_embeddings=1024, options={"gradient": "rotation"}),
+    # The same two options on ema1024's codebook update, so each differs from ema1024 in its
+    # option alone (vector-quantize-pytorch's default pairing: EMA codes, rotation gradient).
+    "ema_rotation1024": dict(quantizer="ema", num_embeddings=1024,
+                             options={"gradient": "rotation"}),
+    # ViT-VQGAN's factorized codes: searched in 8 dimensions, projected back to 64.
+    "ema_factorized1024": dict(quantizer="ema", num_embeddings=1024,
+                               options={"codebook_dim": 8}),
     # Mentzer et al. 2023, table 1: levels (8, 5, 5, 5), 1000 codes, log2(1000) = 9.97 bits.
     "fsq": dict(quantizer="fsq", num_embeddings=1000, embedding_dim=4,
                 options={"levels": [8, 5, 5, 5]}),

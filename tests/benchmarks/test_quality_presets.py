@@ -25,6 +25,8 @@ EXPECTED = {
     "ema1024": ("VectorQuantizerEMA", 1024, 1, 64),
     "cosine1024": ("VectorQuantizer", 1024, 1, 64),
     "rotation1024": ("VectorQuantizer", 1024, 1, 64),
+    "ema_rotation1024": ("VectorQuantizerEMA", 1024, 1, 64),
+    "ema_factorized1024": ("VectorQuantizerEMA", 1024, 1, 64),
     "fsq": ("FiniteScalarQuantizer", 8 * 5 * 5 * 5, 1, 4),
     "lfq": ("LookupFreeQuantizer", 2**10, 1, 10),
     "rvq2x32": ("ResidualVectorQuantizer", 32, 2, 64),
