@@ -25,6 +25,7 @@ functions to call in one process (each sets its own seeds, threads and Keras bac
 """
 
 import dataclasses
+import functools
 import datetime
 import importlib.metadata
 import importlib.util
@@ -55,6 +56,7 @@ class Run:
       numbers: the JSON file the script writes its numbers to, in its output folder.
       keep: what else of its output folder is committed (figures, small tables).
       output_flag: the flag that names its output folder.
+      show: figures the README shows inline (the rest are linked).
     """
 
     script: str
@@ -62,6 +64,7 @@ class Run:
     numbers: str = "results.json"
     keep: tuple = ("*.png",)
     output_flag: str = "--output_dir"
+    show: tuple = ()
 
 
 _EXPERIMENTS = "examples/experiments/"
@@ -74,12 +77,15 @@ RUNS = {
     "tune": Run("examples/tune.py", numbers="metrics.json", output_flag="--directory",
                 keep=("best_hyperparameters.json", "trials.csv", "search.png")),
     "compare_models": Run(_EXPERIMENTS + "compare_models.py"),
-    "vae_latents": Run(_EXPERIMENTS + "vae_latents.py"),
+    "vae_latents": Run(_EXPERIMENTS + "vae_latents.py",
+                       show=("mnist_latents_2d.png", "cifar10_latents_2d.png",
+                             "mnist_loss_curves.png", "cifar10_loss_curves.png")),
     "ae_design": Run(_EXPERIMENTS + "ae_design.py"),
     "augmentation": Run(_EXPERIMENTS + "augmentation.py"),
     "colorization": Run(_EXPERIMENTS + "colorization.py"),
     "preprocessing": Run(_EXPERIMENTS + "preprocessing.py"),
-    "faces_vae": Run(_EXPERIMENTS + "faces_vae.py"),
+    "faces_vae": Run(_EXPERIMENTS + "faces_vae.py",
+                     show=("interpolation.png", "latents_pca.png", "latents_tsne.png")),
 }
 
 FLAGS = flags.FLAGS
@@ -288,6 +294,7 @@ def render_tune(record):
         "", provenance(record)]
 
 
+@functools.lru_cache(maxsize=None)
 def _summarize():
     """examples/experiments/summarize.py, the experiments' table renderers, loaded by path:
     the experiment scripts are a folder of scripts, not a package."""
@@ -303,10 +310,13 @@ def render_experiment(name, record):
     lines = [f"### {numbers.get('experiment', name)}", ""]
     lines += getattr(_summarize(), name)(numbers)
     figures = [f for f in record["files"] if f.endswith(".png")]
+    shown = [f"{name}/{f}" for f in RUNS[name].show if f"{name}/{f}" in figures]
     lines += ["", provenance(record)]
-    if figures:
-        lines += ["", "Figures: " + ", ".join(f"[{f.split('/')[-1]}](../../results/{f})"
-                                              for f in figures) + "."]
+    lines += [line for f in shown for line in ("", f"![{f.split('/')[-1]}](../../results/{f})")]
+    linked = [f for f in figures if f not in shown]
+    if linked:
+        lines += ["", ("Other figures: " if shown else "Figures: ") + ", ".join(
+            f"[{f.split('/')[-1]}](../../results/{f})" for f in linked) + "."]
     return lines
 
 
@@ -379,8 +389,9 @@ def main(argv):
             path = os.path.join(ROOT, readme)
             with open(path, encoding="utf-8") as f:
                 text = f.read()
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(regenerate(text, records))
+            fresh = regenerate(text, records)  # before opening for writing: a failed render
+            with open(path, "w", encoding="utf-8") as f:  # must not leave an empty README
+                f.write(fresh)
         print(f"[results] README blocks regenerated from {len(records)} records")
         return
     stale = stale_blocks(results_dir=FLAGS.results_dir)
