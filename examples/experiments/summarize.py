@@ -63,16 +63,30 @@ def ae_design(r):
 
 
 def augmentation(r):
-    rows = [[name, m["train_examples"],
-             f"{_f(m['test_accuracy_mean'], 4)} ± {_f(m['test_accuracy_std'], 4)}"]
-            for name, m in r["classifiers"].items()]
-    lines = _table(["classifier trained on", "images", "test accuracy (mean ± std over seeds)"],
-                   rows)
-    for name, g in r["generators"].items():
-        lines.append(f"- {name}: {g['description']}; a classifier trained on the real images "
-                     f"labels {_f(100 * g['real_classifier_accuracy_on_synthetic'], 1)} % of its "
-                     f"samples as their intended class.")
-    return lines
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.1f}"
+
+    def interval(i):
+        return "n/a" if i["low"] is None else f"[{pct(i['low'])}, {pct(i['high'])}]"
+
+    lines = [f"Test accuracy in %; {r['interval']}. Claim: \"{r['claim']}\".", ""]
+    for labels, b in r["budgets"].items():
+        lines += [f"**{labels} labels** ({b['labels_per_class']} per class, seeds "
+                  f"{', '.join(map(str, b['seeds']))}):", ""]
+        rows = []
+        for name, c in b["conditions"].items():
+            acc, diff = c["test_accuracy"], c.get("difference_vs_real")
+            rows.append([name, c["train_examples"], pct(acc["mean"]), interval(acc),
+                         " / ".join(pct(v) for v in c["test_accuracy_per_seed"]),
+                         "—" if diff is None else f"{pct(diff['mean'])} {interval(diff)}",
+                         c.get("verdict", "—")])
+        lines += _table(["condition", "images", "mean accuracy", "95 % interval", "per seed",
+                         "minus real (95 % interval)", "verdict"], rows) + [""]
+        for name, i in b["real_classifier_accuracy_on_synthetic"].items():
+            lines.append(f"- {name}: {r['augmenters'][name]}; the real-data classifier labels "
+                         f"{pct(i['mean'])} % {interval(i)} of its images as their class.")
+        lines.append("")
+    return lines[:-1]
 
 
 def colorization(r):

@@ -77,17 +77,58 @@ def test_vae_latents(tmp_path, mnist_data_dir):
 
 @pytest.mark.slow
 def test_augmentation(tmp_path, mnist_data_dir):
-    results = _run("augmentation", tmp_path, "--per_class=2", "--synthetic_per_class=2",
-                   "--test_examples=50", "--batch_size=8", "--hidden_channels=4",
-                   "--num_embeddings=8", "--embedding_dim=2", "--vq_steps=2", "--prior_steps=2",
-                   "--prior_channels=4", "--prior_layers=1", "--vae_steps=2",
-                   "--classifier_steps=2", "--classifier_seeds=1", data_dir=mnist_data_dir)
-    assert results["real_train_examples"] == 20
-    assert set(results["classifiers"]) == {"real", "vqvae_synthetic", "real+vqvae_synthetic",
-                                           "vae_synthetic", "real+vae_synthetic"}
-    assert results["classifiers"]["real+vae_synthetic"]["train_examples"] == 40
-    for generator in ("vqvae", "vae"):
-        assert "real_classifier_accuracy_on_synthetic" in results["generators"][generator]
+    import numpy as np
+    from scipy import stats
+
+    conditions = ["real", "real+recon", "real+pixelcnn", "real+vae", "pixelcnn"]
+    results = _run("augmentation", tmp_path, "--labels_per_class=2,3", "--seeds=0,1",
+                   f"--conditions={','.join(conditions)}", "--synthetic_ratio=2",
+                   "--resample_fraction=0.5", "--test_examples=50", "--batch_size=8",
+                   "--hidden_channels=4", "--num_embeddings=8", "--embedding_dim=2",
+                   "--vq_steps=2", "--prior_steps=2", "--prior_channels=4", "--prior_layers=1",
+                   "--vae_steps=2", "--classifier_steps=2", data_dir=mnist_data_dir)
+    assert set(results["budgets"]) == {"20", "30"}
+    assert set(results["figures"]) == {"accuracy.png"} | {
+        f"{labels}_{name}.png" for labels in (20, 30)
+        for name in ("real", "recon", "pixelcnn", "vae")}
+    for labels, budget in results["budgets"].items():
+        n = int(labels)
+        assert budget["labels"] == budget["real_train_examples"] == n
+        assert budget["seeds"] == [0, 1] and list(budget["conditions"]) == conditions
+        table = budget["conditions"]
+        # --synthetic_ratio=2: every augmenter adds two images per labelled image.
+        assert [table[c]["train_examples"] for c in conditions] == [n, 3 * n, 3 * n, 3 * n, 2 * n]
+        real = np.array(table["real"]["test_accuracy_per_seed"])
+        assert "difference_vs_real" not in table["real"]
+        for name, entry in table.items():
+            values = np.array(entry["test_accuracy_per_seed"])
+            assert len(values) == 2 and np.all((0 <= values) & (values <= 1)), name
+            interval = entry["test_accuracy"]
+            assert interval["n"] == 2 and interval["low"] <= interval["mean"] <= interval["high"]
+            assert interval["mean"] == pytest.approx(values.mean(), abs=1e-6)
+            # mean ± t(0.975, 1 dof) * s / sqrt(2); scipy's t.interval is NaN where s = 0.
+            half = stats.t.ppf(0.975, 1) * values.std(ddof=1) / np.sqrt(2)
+            assert [interval["low"], interval["high"]] == pytest.approx(
+                [values.mean() - half, values.mean() + half], abs=1e-5)
+            if name == "real":
+                continue
+            difference = np.array(entry["difference_vs_real_per_seed"])
+            np.testing.assert_allclose(difference, values - real, atol=1e-5)
+            d = entry["difference_vs_real"]
+            assert d["low"] <= d["mean"] <= d["high"] and d["n"] == 2
+            assert d["mean"] == pytest.approx(difference.mean(), abs=1e-5)
+            assert entry["verdict"] == ("helps" if d["low"] > 0 else "hurts" if d["high"] < 0
+                                        else "no detectable difference")
+        recognised = budget["real_classifier_accuracy_on_synthetic"]
+        assert set(recognised) == {"recon", "pixelcnn", "vae"}
+        for interval in recognised.values():
+            assert interval["low"] <= interval["mean"] <= interval["high"]
+        assert set(budget["generators"]) == {"vqvae", "vae"}
+        vqvae = budget["generators"]["vqvae"]["per_seed"]
+        assert len(vqvae) == 2 and len(budget["generators"]["vae"]["per_seed"]) == 2
+        # --resample_fraction > 0 needs the prior for the reconstructions too.
+        assert all("prior_final_nll_nats_per_code" in seed for seed in vqvae)
+        assert len(budget["classifier_time_per_seed"]) == 2
 
 
 @pytest.mark.slow
