@@ -47,10 +47,19 @@ def compare_models(r):
 
 def vae_latents(r):
     rows = [[name, m["latent_dim"], m["beta"], m["steps"], _f(m["knn_accuracy"], 3),
-             _f(m["test_mse"], 4), _f(m["test_psnr"], 2), _f(m["test_kl_nats"], 1)]
+             _f(m["test_mse"], 4), _f(m["test_psnr"], 2), _f(m["test_kl_nats"], 1),
+             _f(m.get("final_train_loss"), 1)]
             for name, m in r["runs"].items()]
-    return _table(["run", "latent", "beta", "steps", "5-NN acc.", "test MSE", "PSNR dB",
-                   "KL nats"], rows) + ["", f"Class separation: {r['class_separation']}."]
+    lines = _table(["run", "latent", "beta", "steps", "5-NN acc.", "test MSE", "PSNR dB",
+                    "KL nats", "final train loss"], rows) + [
+        "", f"Class separation: {r['class_separation']}."]
+    # Which of the many PNGs are the per-dataset summaries (older results.json have none).
+    for suffix, what in (("_latents_2d.png", "2-D latent scatters side by side"),
+                         ("_loss_curves.png", "Training curves of every variant")):
+        shown = [name for name in r["figures"] if name.endswith(suffix)]
+        if shown:
+            lines.append(f"{what}: {', '.join(shown)}.")
+    return lines
 
 
 def ae_design(r):

@@ -61,18 +61,35 @@ def test_ae_design(tmp_path, mnist_data_dir):
 
 @pytest.mark.slow
 def test_vae_latents(tmp_path, mnist_data_dir):
-    results = _run("vae_latents", tmp_path, "--datasets=mnist", "--variants=2d,deep_beta0.5",
-                   "--mnist_steps=2", "--batch_size=8", "--hidden_channels=4",
-                   "--train_examples=32", "--knn_train_examples=32", "--test_examples=16",
-                   data_dir=mnist_data_dir)
-    assert set(results["runs"]) == {"mnist_2d", "mnist_deep_beta0.5"}
-    deep = results["runs"]["mnist_deep_beta0.5"]
+    # 100 steps: fit_steps makes them two epochs of 50, so each curve has two points.
+    results = _run("vae_latents", tmp_path, "--datasets=mnist",
+                   "--variants=2d,deep_beta0.5,deep_beta0.5_2d", "--mnist_steps=100",
+                   "--batch_size=8", "--hidden_channels=4", "--train_examples=32",
+                   "--knn_train_examples=32", "--test_examples=16", data_dir=mnist_data_dir)
+    runs = results["runs"]
+    assert set(runs) == {"mnist_2d", "mnist_deep_beta0.5", "mnist_deep_beta0.5_2d"}
+    deep = runs["mnist_deep_beta0.5"]
     assert deep["beta"] == 0.5 and deep["latent_dim"] == 16
-    for run in results["runs"].values():
+    deep_2d = runs["mnist_deep_beta0.5_2d"]
+    assert deep_2d["beta"] == 0.5 and deep_2d["latent_dim"] == 2
+    assert deep_2d["num_residual_layers"] == 3 and deep_2d["hidden_channels"] == 8
+    for run in runs.values():
         assert 0.0 <= run["knn_accuracy"] <= 1.0
         for key in ("test_mse", "test_psnr", "test_ssim", "test_kl_nats"):
             assert key in run, key
-    assert "mnist_2d_scatter.png" in results["figures"]
+        curve = run["loss_curve"]
+        assert curve["step"] == [50, 100]
+        for term in ("loss", "reconstruction_nll", "kl_loss"):
+            # JSON writes NaN and infinities as null.
+            assert len(curve[term]) == 2 and all(v is not None for v in curve[term]), term
+        assert curve["loss"][-1] == pytest.approx(run["final_train_loss"], rel=1e-5)
+        # The total is NLL + beta * KL, each an epoch mean of the same steps.
+        for loss, nll, kl in zip(curve["loss"], curve["reconstruction_nll"], curve["kl_loss"]):
+            assert loss == pytest.approx(nll + run["beta"] * kl, rel=1e-3)
+    for name in ("mnist_2d_scatter.png", "mnist_deep_beta0.5_2d_scatter.png",
+                 "mnist_latents_2d.png", "mnist_loss_curves.png"):
+        assert name in results["figures"], name
+        assert (tmp_path / name).stat().st_size > 0, name
 
 
 @pytest.mark.slow
