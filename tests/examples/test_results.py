@@ -102,3 +102,15 @@ def test_check_command_exit_status():
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(
                               os.path.abspath(__file__)))), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_figure_a_readme_shows_is_committed(results):
+    import re
+
+    for readme in results.READMES:
+        path = os.path.join(results.ROOT, readme)
+        with open(path, encoding="utf-8") as f:
+            links = re.findall(r"\]\(((?:\.\./)*results/[^)]+)\)", f.read())
+        for link in links:
+            target = os.path.normpath(os.path.join(os.path.dirname(path), link))
+            assert os.path.isfile(target), (readme, link)
