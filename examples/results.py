@@ -81,7 +81,7 @@ RUNS = {
                        show=("mnist_latents_2d.png", "cifar10_latents_2d.png",
                              "mnist_loss_curves.png", "cifar10_loss_curves.png")),
     "ae_design": Run(_EXPERIMENTS + "ae_design.py"),
-    "augmentation": Run(_EXPERIMENTS + "augmentation.py"),
+    "augmentation": Run(_EXPERIMENTS + "augmentation.py", show=("accuracy.png",)),
     "colorization": Run(_EXPERIMENTS + "colorization.py"),
     "preprocessing": Run(_EXPERIMENTS + "preprocessing.py"),
     "faces_vae": Run(_EXPERIMENTS + "faces_vae.py",
