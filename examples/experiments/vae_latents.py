@@ -7,8 +7,8 @@ the test images are encoded to their posterior means and
 - class separation is measured as the accuracy of a 5-nearest-neighbour vote among the latents of
   --knn_train_examples training images (NumPy, Euclidean; chance is 10 %),
 - reconstruction MSE / PSNR / SSIM are measured on the test images (decoded from the means),
-- the class-coloured latent scatter is drawn (as is for 2-D, PCA for 16-D; scikit-learn's t-SNE
-  is not a dependency), with reconstructions and prior samples.
+- the class-coloured latent scatter is drawn (as is for 2-D, PCA for 16-D; faces_vae.py shows
+  scikit-learn's t-SNE), with reconstructions and prior samples.
 Variants: "2d" (latent 2, beta 1), "16d" (latent 16, beta 1), "deep_beta0.5" (latent 16, twice
 the width, three residual blocks per stack, KL weight 0.5) and "deep_beta0.5_2d" (the same with a
 2-D latent, so that the simple and the deep beta = 0.5 VAE both have a true 2-D scatter).
