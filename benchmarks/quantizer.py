@@ -88,6 +88,8 @@ NAMES = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA", "fsq": "FiniteSca
          "cosine": "VectorQuantizerEMA, cosine", "factorized": "VectorQuantizerEMA, codebook_dim=8",
          "rotation": "VectorQuantizerEMA, rotation trick", "lfq": "LookupFreeQuantizer",
          "rvq": "ResidualVectorQuantizer (EMA)"}
+
+
 def section_title(backend="tensorflow"):
     """The RESULTS.md heading for this machine: one section per CPU kind, since a figure
     measured on one kind says nothing about the other (issue 17)."""
@@ -97,6 +99,8 @@ def section_title(backend="tensorflow"):
     if backend != "tensorflow":
         return f"## Quantizer on {backend}, {where} (issue 18)"
     return f"## Quantizer, {where} (issues 2, 16, 17)"
+
+
 NOTES = """\
 - One step: training-mode forward and backward, `loss = sum(outputs) + quantizer loss`,
   gradients with respect to the inputs and any learned codebook; the EMA quantizers also

@@ -25,8 +25,9 @@ functions to call in one process (each sets its own seeds, threads and Keras bac
 """
 
 import dataclasses
-import functools
 import datetime
+import fnmatch
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -131,8 +132,6 @@ def _children_cpu_seconds():
 
 
 def _kept_files(folder, patterns):
-    import fnmatch
-
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)
             and os.path.isfile(os.path.join(folder, n))]
@@ -163,7 +162,7 @@ def run_one(name, spec, results_dir=RESULTS_DIR, work_dir=WORK_DIR, resume=False
     os.makedirs(output, exist_ok=True)
     argv = [sys.executable, os.path.join(root, spec.script), *spec.flags,
             f"{spec.output_flag}={output}"]
-    shown = " ".join(["python", spec.script, *spec.flags]) if spec.flags else f"python {spec.script}"
+    shown = " ".join(["python", spec.script, *spec.flags])
     print(f"[results] {name}: {shown}", flush=True)
     load_average = [round(v, 2) for v in os.getloadavg()]  # other jobs inflate wall time
     cpu_before, start = _children_cpu_seconds(), time.time()
