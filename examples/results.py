@@ -58,6 +58,8 @@ class Run:
       keep: what else of its output folder is committed (figures, small tables).
       output_flag: the flag that names its output folder.
       show: figures the README shows inline (the rest are linked).
+      summary: the table renderer in examples/experiments/summarize.py (default: the run's
+        name), for runs of one script at other settings.
     """
 
     script: str
@@ -66,6 +68,7 @@ class Run:
     keep: tuple = ("*.png",)
     output_flag: str = "--output_dir"
     show: tuple = ()
+    summary: str = None
 
 
 _EXPERIMENTS = "examples/experiments/"
@@ -85,6 +88,14 @@ RUNS = {
     "augmentation": Run(_EXPERIMENTS + "augmentation.py", show=("accuracy.png",)),
     "colorization": Run(_EXPERIMENTS + "colorization.py"),
     "preprocessing": Run(_EXPERIMENTS + "preprocessing.py"),
+    # The VQ-VAE paper's CIFAR-10 network (section 4.1) at about one CPU-hour: issue 19's
+    # bits/dim anchor, with the gap to the paper's 4.67 split into its terms.
+    "paper_bits_per_dim": Run(
+        _EXPERIMENTS + "compare_models.py",
+        flags=("--models=vqvae", "--hidden_channels=256", "--residual_channels=256",
+               "--batch_size=128", "--steps=1000", "--prior_steps=1000",
+               "--test_examples=10000"),
+        summary="paper_bits_per_dim"),
     "faces_vae": Run(_EXPERIMENTS + "faces_vae.py",
                      show=("interpolation.png", "latents_pca.png", "latents_tsne.png")),
 }
@@ -164,6 +175,7 @@ def run_one(name, spec, results_dir=RESULTS_DIR, work_dir=WORK_DIR, resume=False
             f"{spec.output_flag}={output}"]
     shown = " ".join(["python", spec.script, *spec.flags])
     print(f"[results] {name}: {shown}", flush=True)
+    commit, dirty = git_commit(root)  # the code that runs, not what the tree holds at the end
     load_average = [round(v, 2) for v in os.getloadavg()]  # other jobs inflate wall time
     cpu_before, start = _children_cpu_seconds(), time.time()
     done = subprocess.run(argv, cwd=root)
@@ -173,7 +185,6 @@ def run_one(name, spec, results_dir=RESULTS_DIR, work_dir=WORK_DIR, resume=False
                            f"folder {output} is kept (run again with --resume)")
     with open(os.path.join(output, spec.numbers), encoding="utf-8") as f:
         numbers = json.load(f)
-    commit, dirty = git_commit(root)
     files_dir = os.path.join(results_dir, name)
     if os.path.exists(files_dir):
         shutil.rmtree(files_dir)
@@ -307,7 +318,7 @@ def _summarize():
 def render_experiment(name, record):
     numbers = record["numbers"]
     lines = [f"### {numbers.get('experiment', name)}", ""]
-    lines += getattr(_summarize(), name)(numbers)
+    lines += getattr(_summarize(), RUNS[name].summary or name)(numbers)
     figures = [f for f in record["files"] if f.endswith(".png")]
     shown = [f"{name}/{f}" for f in RUNS[name].show if f"{name}/{f}" in figures]
     lines += ["", provenance(record)]
