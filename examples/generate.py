@@ -5,7 +5,8 @@
 Writes into --output_dir: samples.png (codes drawn from the prior, decoded), interpolation.png
 (test pairs blended in the pre-quantization space), reconstructions.png, metrics.json (test
 bits/dim of VQ-VAE + prior and its parts, the prior's validation accuracy and NLL next to the
-keras.io VQ-VAE example's 0.673, sampling time), the two models (vqvae.keras, prior.keras) and
+keras.io VQ-VAE example's 0.673, the test codes' perplexity and usage and the accuracy of always
+guessing the most frequent training code, sampling time), the two models (vqvae.keras, prior.keras) and
 their histories (history_vqvae.csv, history_prior.csv). Each model trains as a stage of its
 own: run the script again with the same --output_dir and an interrupted stage resumes from its
 last finished epoch (in backup_vqvae/ or backup_prior/), a finished one is loaded instead of
@@ -107,6 +108,14 @@ def build_prior(config, num_embeddings, latent_shape, num_classes):
     return prior
 
 
+def _code_array(codes_ds, labelled):
+    """All the code maps of a `codes_dataset`, as one NumPy array."""
+    import numpy as np
+
+    return np.concatenate([(element[0] if labelled else element).numpy()
+                           for element in codes_ds])
+
+
 def train_and_evaluate(config, workdir):
     """Trains (or resumes, or loads) both models, samples, measures, and writes to `workdir`.
 
@@ -147,6 +156,11 @@ def train_and_evaluate(config, workdir):
     train_codes = tfvq.models.codes_dataset(vqvae, train)
     test_codes = tfvq.models.codes_dataset(vqvae, test)
     encode_seconds = time.time() - start
+    # Perplexity and usage of the test codes, and the accuracy of always guessing the training
+    # codes' most frequent one: the floor the prior's accuracy is read against.
+    test_code_stats = tfvq.metrics.code_statistics(
+        _code_array(test_codes, labelled), vqvae.num_embeddings,
+        reference=_code_array(train_codes, labelled))
     train_codes = train_codes.unbatch().shuffle(10_000, seed=config.seed).batch(config.batch_size)
     num_classes = len(info.class_names) if labelled else None
     spec = train_codes.element_spec
@@ -192,6 +206,7 @@ def train_and_evaluate(config, workdir):
                              "Gaussian, scale fitted) - log p(z_q) under the prior",
         "prior_val_accuracy": float(prior_val["accuracy"]),
         "prior_val_nll_nats_per_code": float(prior_val["loss"]),
+        "test_codes": test_code_stats,
         "keras_io_prior_val_accuracy": KERAS_IO_PRIOR_VAL_ACCURACY,
         "vqvae_test": {key: float(np.mean(value)) for key, value in vqvae_test.items()},
         "sampling_seconds": round(sample_seconds, 3),

@@ -103,6 +103,8 @@ def _jsonable(value):
         return None if not np.isfinite(value) else round(float(value), 6)
     if isinstance(value, np.integer):
         return int(value)
+    if isinstance(value, np.bool_):  # a comparison of NumPy numbers
+        return bool(value)
     if isinstance(value, np.ndarray):
         return _jsonable(value.tolist())
     return value

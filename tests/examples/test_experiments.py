@@ -170,6 +170,56 @@ def test_compare_models(tmp_path, cifar10_data_dir):
 
 
 @pytest.mark.slow
+def test_keras_io_anchor(tmp_path, mnist_data_dir):
+    results = _run("keras_io_anchor", tmp_path, "--vqvae_epochs=1", "--prior_epochs=1",
+                   "--steps_per_epoch=0", "--batch_size=64", "--prior_channels=4",
+                   "--prior_layers=1", "--train_examples=128", "--test_examples=64",
+                   data_dir=mnist_data_dir)
+    theirs, ours = results["models"]["keras_io"], results["models"]["tfvq"]
+    assert results["test_images"] == 64
+    assert "one pass over the 128 training images" in results["budget"]
+    for entry in (theirs, ours):
+        assert 1.0 <= entry["code_perplexity"] <= 128
+        assert 0.0 < entry["code_usage"] <= 1.0 and entry["normalized_mse"] > 0
+        assert 0.0 < entry["most_frequent_code_accuracy"] <= 1.0
+    assert theirs["prior_val_accuracy"] == 0.673 and "bits_per_dim" not in theirs
+    assert ours["bits_per_dim"] == pytest.approx(sum(ours["bits_per_dim_terms"].values()),
+                                                 rel=1e-5)
+    assert results["targets"]["better_reconstruction"] == (
+        ours["normalized_mse"] < theirs["normalized_mse"])
+    # tfvq's side is examples/generate.py's job, with its own outputs in tfvq/.
+    assert (tmp_path / "tfvq" / "metrics.json").exists()
+
+
+def test_keras_io_reference_quantizer_is_nearest_code_with_straight_through():
+    spec = importlib.util.spec_from_file_location("keras_io_anchor",
+                                                  EXPERIMENTS / "keras_io_anchor.py")
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    import keras
+    import numpy as np
+
+    model, encode = module.keras_io_vqvae(num_embeddings=8, embedding_dim=3)
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 28, 28, 1)).astype("float32")
+    codes = np.asarray(encode(x))
+    assert codes.shape == (2, 7, 7)
+    quantizer = next(layer for layer in model.layers if layer.__class__.__name__ == "Quantizer")
+    codebook = keras.ops.convert_to_numpy(quantizer.codebook)  # (D, K)
+    latents = np.asarray(keras.Model(model.input, quantizer.input)(x))
+    distances = ((latents[..., None] - codebook) ** 2).sum(axis=-2)
+    np.testing.assert_array_equal(codes, distances.argmin(axis=-1))
+    # Its loss: codebook loss plus 0.25 x commitment loss, both the mean squared distance.
+    model(x)
+    nearest = codebook.T[codes]
+    expected = 1.25 * np.mean((nearest - latents) ** 2)
+    np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-4)
+
+
+@pytest.mark.slow
 def test_colorization(tmp_path, cifar10_data_dir):
     results = _run("colorization", tmp_path, "--epochs=1", "--steps_per_epoch=2",
                    "--batch_size=8", "--eval_examples=16", "--hidden_channels=4",

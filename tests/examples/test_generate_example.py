@@ -58,6 +58,9 @@ def test_train_and_evaluate_writes_pictures_and_bounds_and_resumes_each_stage(
     assert terms["prior_bits_per_dim"] < 1.5 * 49 * math.log2(16) / 784
     assert 0.0 <= metrics["prior_val_accuracy"] <= 1.0
     assert metrics["keras_io_prior_val_accuracy"] == 0.673
+    codes = metrics["test_codes"]
+    assert 1.0 <= codes["perplexity"] <= 16 and 0.0 < codes["usage"] <= 1.0
+    assert 0.0 < codes["most_frequent_code_accuracy"] <= 1.0
 
     # The same run again loads both saved models instead of training them again.
     again = run(class_conditional=True, num_samples=10)

@@ -1,8 +1,9 @@
-"""tfvq.metrics: evaluation quantities computed over a dataset (likelihood bounds, colour)."""
+"""tfvq.metrics: evaluation quantities computed over a dataset (likelihood bounds, codes, colour)."""
 
+from tfvq.metrics.codes import code_statistics
 from tfvq.metrics.likelihood import bits_per_dim
 
-__all__ = ["bits_per_dim"]
+__all__ = ["bits_per_dim", "code_statistics"]
 
 from tfvq.metrics.color import (  # noqa: E402
     ab_accuracy,

@@ -1,0 +1,235 @@
+"""keras.io's MNIST VQ-VAE next to tfvq's, at keras.io's budget: the anchor of examples/generate.py.
+
+    python examples/experiments/keras_io_anchor.py --output_dir=runs/experiments/keras_io_anchor
+
+The keras.io example "Vector-Quantized Variational Autoencoders" (Sayak Paul, 2021,
+https://keras.io/examples/generative/vq_vae/) trains a VQ-VAE on MNIST for 30 epochs at batch
+128, then a PixelCNN prior over its 7 x 7 codes for 30 epochs, and reports a prior validation
+accuracy of about 0.673. A prior's accuracy means little alone: a codebook that collapsed onto
+a few codes makes any prior look accurate. So both models are measured the same way here, on
+the 10,000 test images:
+
+- reconstruction, as normalised MSE (MSE over the training pixels' variance, keras.io's loss);
+- the test codes' perplexity and usage, from the counts of the whole split;
+- the accuracy of always guessing the most frequent training code (the context-free floor);
+- for tfvq, the prior's accuracy on the test codes and the test bits/dim (examples/generate.py,
+  run here with this script's budget).
+
+keras.io's model is rebuilt here from the example's description, in a few lines of plain Keras,
+because the anchor has to be their model and not tfvq's: encoder Conv2D(32, 3, stride 2, ReLU),
+Conv2D(64, 3, stride 2, ReLU), Conv2D(16, 1); a codebook of 128 vectors of 16, drawn from
+U(-0.05, 0.05), trained by its codebook loss plus 0.25 x the commitment loss, with the
+straight-through gradient; decoder Conv2DTranspose(64, 3, stride 2, ReLU),
+Conv2DTranspose(32, 3, stride 2, ReLU), Conv2DTranspose(1, 3); inputs x / 255 - 0.5; Adam at
+1e-3. Its prior is not rerun: the prior row quotes keras.io's published accuracy, which it
+measures on 10% of the training codes held out (tfvq's is on the test split's codes).
+
+The defaults (2 + 2 short epochs) fit the 10 CPU-minute budget. keras.io's budget is
+`--vqvae_epochs=30 --prior_epochs=30 --steps_per_epoch=0` (0: one pass over the 60,000
+training images per epoch), which `python examples/results.py run --only=keras_io_anchor` runs.
+Writes results.json and reconstructions.png (test digits, keras.io's and tfvq's
+reconstructions); tfvq's own outputs (samples, models, histories) go to tfvq/ inside
+--output_dir, and an interrupted run resumes from them.
+"""
+
+import math
+import os
+import sys
+
+from absl import app, flags
+
+import common
+
+# examples/generate.py is the tfvq side of the comparison; it lives one folder up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", "runs/experiments/keras_io_anchor",
+                    "Where the JSON and PNGs go.")
+flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TFDS_DATA_DIR).")
+flags.DEFINE_integer("vqvae_epochs", 2, "VQ-VAE epochs, for both models (keras.io: 30).")
+flags.DEFINE_integer("prior_epochs", 2, "tfvq's prior epochs (keras.io: 30).")
+flags.DEFINE_integer("steps_per_epoch", 200,
+                     "Steps per epoch (0: one pass over the training split, keras.io's).")
+flags.DEFINE_integer("batch_size", 128, "Batch size (keras.io: 128).")
+flags.DEFINE_integer("prior_channels", 32, "Width of tfvq's PixelCNN prior.")
+flags.DEFINE_integer("prior_layers", 6, "Gated blocks of tfvq's PixelCNN prior.")
+flags.DEFINE_integer("train_examples", 0, "Training images (0: all 60,000; fewer for tests).")
+flags.DEFINE_integer("test_examples", 0, "Test images measured (0: all 10,000).")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+
+KERAS_IO = {"num_embeddings": 128, "embedding_dim": 16, "commitment_cost": 0.25,
+            "learning_rate": 1e-3, "prior_val_accuracy": 0.673,
+            "url": "https://keras.io/examples/generative/vq_vae/"}
+
+
+def keras_io_vqvae(num_embeddings=128, embedding_dim=16, beta=0.25):
+    """keras.io's VQ-VAE as (model, encode): `model` maps centred images to reconstructions and
+    carries the VQ loss; `encode` maps centred images to (N, 7, 7) code indices."""
+    import keras
+    from keras import layers, ops
+
+    class Quantizer(layers.Layer):
+        """keras.io's quantizer: nearest code, codebook + beta * commitment loss, straight
+        through. Written out here (and not tfvq's) because it is the reference."""
+
+        def build(self, input_shape):
+            self.codebook = self.add_weight(
+                shape=(embedding_dim, num_embeddings), name="codebook",
+                initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+
+        def indices(self, x):
+            flat = ops.reshape(x, (-1, embedding_dim))
+            distances = (ops.sum(flat ** 2, axis=1, keepdims=True)
+                         + ops.sum(self.codebook ** 2, axis=0)
+                         - 2 * ops.matmul(flat, self.codebook))
+            return ops.reshape(ops.argmin(distances, axis=1), ops.shape(x)[:-1])
+
+        def call(self, x):
+            quantized = ops.take(ops.transpose(self.codebook), self.indices(x), axis=0)
+            commitment = ops.mean((ops.stop_gradient(quantized) - x) ** 2)
+            codebook = ops.mean((quantized - ops.stop_gradient(x)) ** 2)
+            self.add_loss(beta * commitment + codebook)
+            return x + ops.stop_gradient(quantized - x)
+
+    inputs = keras.Input((28, 28, 1))
+    h = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(inputs)
+    h = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(h)
+    latents = layers.Conv2D(embedding_dim, 1, padding="same")(h)
+    quantizer = Quantizer()
+    h = quantizer(latents)
+    h = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu")(h)
+    h = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(h)
+    outputs = layers.Conv2DTranspose(1, 3, padding="same")(h)
+    model = keras.Model(inputs, outputs, name="keras_io_vqvae")
+    encoder = keras.Model(inputs, latents)
+    return model, lambda x: quantizer.indices(encoder(x, training=False))
+
+
+def train_keras_io(train_x, test_x, variance, steps_per_epoch):
+    """Trains keras.io's VQ-VAE; returns its test measures and test reconstructions."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    model, encode = keras_io_vqvae(KERAS_IO["num_embeddings"], KERAS_IO["embedding_dim"],
+                                   KERAS_IO["commitment_cost"])
+    centred = lambda x: x.astype("float32") / 255.0 - 0.5  # noqa: E731
+
+    def reconstruction_loss(target, output):  # keras.io's: MSE over the data variance
+        return keras.ops.mean((target - output) ** 2) / variance
+
+    model.compile(optimizer=keras.optimizers.Adam(KERAS_IO["learning_rate"]),
+                  loss=reconstruction_loss)
+    x = centred(train_x)
+    ds = tf.data.Dataset.from_tensor_slices((x, x)).shuffle(len(x), seed=FLAGS.seed)
+    ds = ds.repeat().batch(FLAGS.batch_size).prefetch(tf.data.AUTOTUNE)
+    steps = steps_per_epoch or math.ceil(len(x) / FLAGS.batch_size)
+    history = model.fit(ds, epochs=FLAGS.vqvae_epochs, steps_per_epoch=steps, verbose=2)
+
+    test_c = centred(test_x)
+    recon = common.predict(lambda b: model(b, training=False), test_c)
+    mse = float(np.mean((recon - test_c) ** 2))
+    codes = {split: common.predict(lambda b: encode(b), centred(images)).astype("int64")
+             for split, images in (("train", train_x), ("test", test_x))}
+    stats = _code_stats(codes["test"], codes["train"], KERAS_IO["num_embeddings"])
+    return {"normalized_mse": mse / variance, "mse": mse,
+            "final_train_loss": float(history.history["loss"][-1]), **stats,
+            "prior_val_accuracy": KERAS_IO["prior_val_accuracy"],
+            "prior_val_accuracy_source": "published by keras.io (not rerun)",
+            "parameters": model.count_params()}, np.clip(recon + 0.5, 0.0, 1.0)
+
+
+def _code_stats(test_codes, train_codes, num_embeddings):
+    import tfvq
+
+    stats = tfvq.metrics.code_statistics(test_codes, num_embeddings, reference=train_codes)
+    return {"code_perplexity": stats["perplexity"], "code_usage": stats["usage"],
+            "most_frequent_code_accuracy": stats["most_frequent_code_accuracy"]}
+
+
+def train_tfvq(run, steps_per_epoch, test_examples):
+    """examples/generate.py at this script's budget; returns its measures and the VQ-VAE."""
+    import generate
+    import keras
+
+    config = generate.Config(
+        dataset="mnist", data_dir=FLAGS.data_dir, batch_size=FLAGS.batch_size,
+        vqvae_epochs=FLAGS.vqvae_epochs, vqvae_steps_per_epoch=steps_per_epoch,
+        prior_epochs=FLAGS.prior_epochs, prior_steps_per_epoch=steps_per_epoch,
+        num_embeddings=KERAS_IO["num_embeddings"], embedding_dim=KERAS_IO["embedding_dim"],
+        prior_channels=FLAGS.prior_channels, prior_layers=FLAGS.prior_layers,
+        train_examples=FLAGS.train_examples, eval_examples=test_examples, learning_rate=KERAS_IO["learning_rate"], seed=FLAGS.seed)
+    workdir = run.path("tfvq")
+    metrics = generate.train_and_evaluate(config, workdir)
+    codes = metrics["test_codes"]
+    entry = {"normalized_mse": metrics["vqvae_test"]["normalized_mse"],
+             "mse": metrics["vqvae_test"]["mse"],
+             "code_perplexity": codes["perplexity"], "code_usage": codes["usage"],
+             "most_frequent_code_accuracy": codes["most_frequent_code_accuracy"],
+             "prior_val_accuracy": metrics["prior_val_accuracy"],
+             "prior_val_accuracy_source": "measured here, on the test split's codes",
+             "bits_per_dim": metrics["bits_per_dim"],
+             "bits_per_dim_terms": {k: metrics["bits_per_dim_terms"][k] for k in (
+                 "reconstruction_bits_per_dim", "prior_bits_per_dim")},
+             "train_seconds": metrics["train_seconds"]}
+    vqvae = keras.saving.load_model(os.path.join(workdir, "vqvae.keras"))
+    return entry, vqvae
+
+
+def main(argv):
+    del argv
+    import numpy as np
+
+    import tfvq
+
+    run = common.Run(FLAGS.output_dir, seed=FLAGS.seed)
+    train_x, _ = common.load_arrays("mnist", "train", FLAGS.data_dir, FLAGS.train_examples)
+    test_x, _ = common.load_arrays("mnist", "test", FLAGS.data_dir, FLAGS.test_examples)
+    # The variance both normalised MSEs divide by: tfvq's own, over 10,000 training images,
+    # as examples/generate.py uses it.
+    variance = tfvq.data.pixel_variance("mnist", "train", data_dir=FLAGS.data_dir,
+                                        max_examples=10_000)
+
+    start = run.elapsed()
+    reference, reference_recon = train_keras_io(train_x, test_x, variance, FLAGS.steps_per_epoch)
+    reference["train_seconds"] = round(run.elapsed() - start, 1)
+    ours, vqvae = train_tfvq(run, FLAGS.steps_per_epoch, FLAGS.test_examples)
+
+    ours_recon = np.asarray(tfvq.data.to_unit(common.predict(
+        lambda b: vqvae(b, training=False), test_x[:10])))
+    originals = test_x[:10].astype("float32") / 255.0
+    tfvq.plots.image_grid(np.concatenate([originals, reference_recon[:10], ours_recon]),
+                          nrows=3, cell_size=1.0,
+                          titles=[t if i == 0 else "" for t in ("test", "keras.io", "tfvq")
+                                  for i in range(10)],
+                          title="MNIST test digits and their reconstructions",
+                          path=run.path("reconstructions.png"))
+
+    budget = (f"one pass over the {len(train_x):,} training images" if FLAGS.steps_per_epoch == 0
+              else f"{FLAGS.steps_per_epoch} steps")
+    common.write_results(run, {
+        "experiment": "keras.io's MNIST VQ-VAE and tfvq's at keras.io's budget",
+        "dataset": "mnist",
+        "keras_io": KERAS_IO,
+        "budget": (f"{FLAGS.vqvae_epochs} VQ-VAE epochs and {FLAGS.prior_epochs} prior epochs "
+                   f"of {budget} at batch {FLAGS.batch_size}"),
+        "settings": {k: getattr(FLAGS, k) for k in (
+            "vqvae_epochs", "prior_epochs", "steps_per_epoch", "batch_size", "prior_channels",
+            "prior_layers", "train_examples", "test_examples", "seed")},
+        "test_images": len(test_x),
+        "data_variance": variance,
+        "models": {"keras_io": reference, "tfvq": ours},
+        "targets": {
+            "better_reconstruction": ours["normalized_mse"] < reference["normalized_mse"],
+            "perplexity_at_least_twice": (ours["code_perplexity"]
+                                          >= 2 * reference["code_perplexity"]),
+            "prior_accuracy_at_least_keras_io": (ours["prior_val_accuracy"]
+                                                 >= KERAS_IO["prior_val_accuracy"]),
+        },
+        "figures": ["reconstructions.png"],
+    })
+
+
+if __name__ == "__main__":
+    app.run(main)
