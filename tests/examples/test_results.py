@@ -114,3 +114,23 @@ def test_every_figure_a_readme_shows_is_committed(results):
         for link in links:
             target = os.path.normpath(os.path.join(os.path.dirname(path), link))
             assert os.path.isfile(target), (readme, link)
+
+
+def test_generate_block_shows_the_code_statistics_when_recorded(results):
+    record = json.loads(json.dumps(results.load_records()["generate"]))
+    assert "perplexity" not in "\n".join(results.render_generate(record))
+    record["numbers"]["test_codes"] = {"perplexity": 91.25, "usage": 1.0,
+                                       "most_frequent_code": 3,
+                                       "most_frequent_code_accuracy": 0.0421}
+    header, rule, row = results.render_generate(record)[:3]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == len(rule.strip("|").split("|")) == len(header.strip("|").split("|"))
+    assert "91.2" in cells and "0.042" in cells
+
+
+def test_a_run_renders_with_its_own_summary_and_title(results):
+    spec = results.RUNS["paper_bits_per_dim"]
+    assert spec.script.endswith("compare_models.py") and spec.summary == "paper_bits_per_dim"
+    lines = results.render("paper_bits_per_dim", results.load_records())
+    assert lines[0] == f"### {spec.title}"
+    assert any(line.startswith("Gap: ") for line in lines)
