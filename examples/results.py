@@ -172,6 +172,9 @@ def run_one(name, spec, results_dir=RESULTS_DIR, work_dir=WORK_DIR, resume=False
     Raises:
       RuntimeError: the script failed; nothing is recorded for it then.
     """
+    # The code that runs, not what the tree holds at the end: read before the TensorFlow import
+    # below, which takes seconds while the tree may change.
+    commit, dirty = git_commit(root)
     from tfvq.utils.machine import describe_cpu  # loads TensorFlow: not for `check`
 
     output = os.path.join(work_dir, name)
@@ -182,7 +185,6 @@ def run_one(name, spec, results_dir=RESULTS_DIR, work_dir=WORK_DIR, resume=False
             f"{spec.output_flag}={output}"]
     shown = " ".join(["python", spec.script, *spec.flags])
     print(f"[results] {name}: {shown}", flush=True)
-    commit, dirty = git_commit(root)  # the code that runs, not what the tree holds at the end
     load_average = [round(v, 2) for v in os.getloadavg()]  # other jobs inflate wall time
     cpu_before, start = _children_cpu_seconds(), time.time()
     done = subprocess.run(argv, cwd=root)
