@@ -24,7 +24,7 @@ Conv2DTranspose(32, 3, stride 2, ReLU), Conv2DTranspose(1, 3); inputs x / 255 - 
 1e-3. Its prior is not rerun: the prior row quotes keras.io's published accuracy, which it
 measures on 10% of the training codes held out (tfvq's is on the test split's codes).
 
-The defaults (2 + 2 epochs of 200 steps) take 4.1 CPU-minutes (3 min wall, 2026-12-02, Intel
+The defaults (2 + 2 epochs of 200 steps) take 4.3 CPU-minutes (3 min wall, 2026-12-02, Intel
 Xeon, 2 cores). keras.io's budget is
 `--vqvae_epochs=30 --prior_epochs=30 --steps_per_epoch=0` (0: one pass over the 60,000
 training images per epoch), which `python examples/results.py run --only=keras_io_anchor` runs.
