@@ -45,19 +45,24 @@ import common
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "runs/experiments/keras_io_anchor",
-                    "Where the JSON and PNGs go.")
-flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TFDS_DATA_DIR).")
-flags.DEFINE_integer("vqvae_epochs", 2, "VQ-VAE epochs, for both models (keras.io: 30).")
-flags.DEFINE_integer("prior_epochs", 2, "tfvq's prior epochs (keras.io: 30).")
-flags.DEFINE_integer("steps_per_epoch", 200,
-                     "Steps per epoch (0: one pass over the training split, keras.io's).")
-flags.DEFINE_integer("batch_size", 128, "Batch size (keras.io: 128).")
-flags.DEFINE_integer("prior_channels", 32, "Width of tfvq's PixelCNN prior.")
-flags.DEFINE_integer("prior_layers", 6, "Gated blocks of tfvq's PixelCNN prior.")
-flags.DEFINE_integer("train_examples", 0, "Training images (0: all 60,000; fewer for tests).")
-flags.DEFINE_integer("test_examples", 0, "Test images measured (0: all 10,000).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def define_flags():
+    """The command line; defined when run, so that tests can import the reference model."""
+    flags.DEFINE_string("output_dir", "runs/experiments/keras_io_anchor",
+                        "Where the JSON and PNGs go.")
+    flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TFDS_DATA_DIR).")
+    flags.DEFINE_integer("vqvae_epochs", 2, "VQ-VAE epochs, for both models (keras.io: 30).")
+    flags.DEFINE_integer("prior_epochs", 2, "tfvq's prior epochs (keras.io: 30).")
+    flags.DEFINE_integer("steps_per_epoch", 200,
+                         "Steps per epoch (0: one pass over the training split, keras.io's).")
+    flags.DEFINE_integer("batch_size", 128, "Batch size (keras.io: 128).")
+    flags.DEFINE_integer("prior_channels", 32, "Width of tfvq's PixelCNN prior.")
+    flags.DEFINE_integer("prior_layers", 6, "Gated blocks of tfvq's PixelCNN prior.")
+    flags.DEFINE_integer("train_examples", 0, "Training images (0: all 60,000; fewer for tests).")
+    flags.DEFINE_integer("test_examples", 0, "Test images measured (0: all 10,000).")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+
 
 KERAS_IO = {"num_embeddings": 128, "embedding_dim": 16, "commitment_cost": 0.25,
             "learning_rate": 1e-3, "prior_val_accuracy": 0.673,
@@ -233,4 +238,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

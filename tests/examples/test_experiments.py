@@ -194,12 +194,13 @@ def test_keras_io_anchor(tmp_path, mnist_data_dir):
 def test_keras_io_reference_quantizer_is_nearest_code_with_straight_through():
     spec = importlib.util.spec_from_file_location("keras_io_anchor",
                                                   EXPERIMENTS / "keras_io_anchor.py")
-    sys.path.insert(0, str(EXPERIMENTS))
+    saved = list(sys.path)
+    sys.path.insert(0, str(EXPERIMENTS))  # for its `import common`
     try:
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        spec.loader.exec_module(module)  # defines no flags: only a run does
     finally:
-        sys.path.remove(str(EXPERIMENTS))
+        sys.path[:] = saved
     import keras
     import numpy as np
 

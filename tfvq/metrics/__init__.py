@@ -1,6 +1,6 @@
 """tfvq.metrics: evaluation quantities computed over a dataset (likelihood bounds, codes, colour)."""
 
-from tfvq.metrics.codes import code_statistics
+from tfvq.metrics.codebook import code_statistics
 from tfvq.metrics.likelihood import bits_per_dim
 
 __all__ = ["bits_per_dim", "code_statistics"]
