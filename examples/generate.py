@@ -6,11 +6,12 @@ Writes into --output_dir: samples.png (codes drawn from the prior, decoded), int
 (test pairs blended in the pre-quantization space), reconstructions.png, metrics.json (test
 bits/dim of VQ-VAE + prior and its parts, the prior's validation accuracy and NLL next to the
 keras.io VQ-VAE example's 0.673, the test codes' perplexity and usage and the accuracy of always
-guessing the most frequent training code, sampling time), the two models (vqvae.keras, prior.keras) and
-their histories (history_vqvae.csv, history_prior.csv). Each model trains as a stage of its
-own: run the script again with the same --output_dir and an interrupted stage resumes from its
-last finished epoch (in backup_vqvae/ or backup_prior/), a finished one is loaded instead of
-trained again. `train_and_evaluate(config, workdir)` is the whole job, for tests and notebooks.
+guessing the most frequent training code, sampling time), the two models (vqvae.keras,
+prior.keras) and their histories (history_vqvae.csv, history_prior.csv). Each model trains as
+a stage of its own: run the script again with the same --output_dir and an interrupted stage
+resumes from its last finished epoch (in backup_vqvae/ or backup_prior/), a finished one is
+loaded instead of trained again. `train_and_evaluate(config, workdir)` is the whole job, for
+tests and notebooks.
 """
 
 import dataclasses
@@ -158,7 +159,7 @@ def train_and_evaluate(config, workdir):
     encode_seconds = time.time() - start
     # Perplexity and usage of the test codes, and the accuracy of always guessing the training
     # codes' most frequent one: the floor the prior's accuracy is read against.
-    test_code_stats = tfvq.metrics.code_statistics(
+    test_code_stats = tfvq.metrics.summarize_codes(
         _code_array(test_codes, labelled), vqvae.num_embeddings,
         reference=_code_array(train_codes, labelled))
     train_codes = train_codes.unbatch().shuffle(10_000, seed=config.seed).batch(config.batch_size)

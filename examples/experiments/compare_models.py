@@ -136,9 +136,8 @@ def main(argv):
                               "final_train_nll_nats_per_code": float(prior_history["loss"][-1]),
                               "parameters": prior.count_params()}
             test_codes = common.predict(model.encode_to_indices, test_x)
-            usage = np.bincount(test_codes.ravel(), minlength=FLAGS.num_embeddings)
-            usage = usage[usage > 0] / test_codes.size
-            entry["test_code_perplexity"] = float(np.exp(-np.sum(usage * np.log(usage))))
+            entry["test_code_perplexity"] = tfvq.metrics.summarize_codes(
+                test_codes, FLAGS.num_embeddings)["perplexity"]
             samples.append(np.asarray(model.sample(10, prior, seed=FLAGS.seed)))
         results[name] = entry
         models[name] = model

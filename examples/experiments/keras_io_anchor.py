@@ -33,16 +33,19 @@ reconstructions); tfvq's own outputs (samples, models, histories) go to tfvq/ in
 --output_dir, and an interrupted run resumes from them.
 """
 
+import json
 import math
 import os
+import subprocess
 import sys
 
 from absl import app, flags
 
 import common
 
-# examples/generate.py is the tfvq side of the comparison; it lives one folder up.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The tfvq side of the comparison, run as a child process as colorization.py runs colorize.py.
+GENERATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "generate.py")
 
 FLAGS = flags.FLAGS
 
@@ -118,6 +121,8 @@ def train_keras_io(train_x, test_x, variance, steps_per_epoch):
     import numpy as np
     import tensorflow as tf
 
+    import tfvq
+
     model, encode = keras_io_vqvae(KERAS_IO["num_embeddings"], KERAS_IO["embedding_dim"],
                                    KERAS_IO["commitment_cost"])
     centred = lambda x: x.astype("float32") / 255.0 - 0.5  # noqa: E731
@@ -136,43 +141,45 @@ def train_keras_io(train_x, test_x, variance, steps_per_epoch):
     test_c = centred(test_x)
     recon = common.predict(lambda b: model(b, training=False), test_c)
     mse = float(np.mean((recon - test_c) ** 2))
-    codes = {split: common.predict(lambda b: encode(b), centred(images)).astype("int64")
-             for split, images in (("train", train_x), ("test", test_x))}
-    stats = _code_stats(codes["test"], codes["train"], KERAS_IO["num_embeddings"])
+    train_codes, test_codes = (common.predict(encode, images).astype("int64")
+                               for images in (x, test_c))
+    stats = tfvq.metrics.summarize_codes(test_codes, KERAS_IO["num_embeddings"],
+                                         reference=train_codes)
     return {"normalized_mse": mse / variance, "mse": mse,
-            "final_train_loss": float(history.history["loss"][-1]), **stats,
+            "final_train_loss": float(history.history["loss"][-1]), **_code_fields(stats),
             "prior_val_accuracy": KERAS_IO["prior_val_accuracy"],
             "prior_val_accuracy_source": "published by keras.io (not rerun)",
             "parameters": model.count_params()}, np.clip(recon + 0.5, 0.0, 1.0)
 
 
-def _code_stats(test_codes, train_codes, num_embeddings):
-    import tfvq
-
-    stats = tfvq.metrics.code_statistics(test_codes, num_embeddings, reference=train_codes)
+def _code_fields(stats):
+    """The entries of `tfvq.metrics.summarize_codes` the table shows, named for this JSON."""
     return {"code_perplexity": stats["perplexity"], "code_usage": stats["usage"],
             "most_frequent_code_accuracy": stats["most_frequent_code_accuracy"]}
 
 
 def train_tfvq(run, steps_per_epoch, test_examples):
     """examples/generate.py at this script's budget; returns its measures and the VQ-VAE."""
-    import generate
     import keras
 
-    config = generate.Config(
-        dataset="mnist", data_dir=FLAGS.data_dir, batch_size=FLAGS.batch_size,
+    settings = dict(
+        dataset="mnist", batch_size=FLAGS.batch_size,
         vqvae_epochs=FLAGS.vqvae_epochs, vqvae_steps_per_epoch=steps_per_epoch,
         prior_epochs=FLAGS.prior_epochs, prior_steps_per_epoch=steps_per_epoch,
         num_embeddings=KERAS_IO["num_embeddings"], embedding_dim=KERAS_IO["embedding_dim"],
         prior_channels=FLAGS.prior_channels, prior_layers=FLAGS.prior_layers,
-        train_examples=FLAGS.train_examples, eval_examples=test_examples, learning_rate=KERAS_IO["learning_rate"], seed=FLAGS.seed)
+        train_examples=FLAGS.train_examples, eval_examples=test_examples,
+        learning_rate=KERAS_IO["learning_rate"], seed=FLAGS.seed)
+    if FLAGS.data_dir:
+        settings["data_dir"] = FLAGS.data_dir
     workdir = run.path("tfvq")
-    metrics = generate.train_and_evaluate(config, workdir)
-    codes = metrics["test_codes"]
+    subprocess.run([sys.executable, GENERATE, f"--output_dir={workdir}",
+                    *(f"--{name}={value}" for name, value in settings.items())],
+                   check=True)  # the child imports the same installed tfvq
+    with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
     entry = {"normalized_mse": metrics["vqvae_test"]["normalized_mse"],
-             "mse": metrics["vqvae_test"]["mse"],
-             "code_perplexity": codes["perplexity"], "code_usage": codes["usage"],
-             "most_frequent_code_accuracy": codes["most_frequent_code_accuracy"],
+             "mse": metrics["vqvae_test"]["mse"], **_code_fields(metrics["test_codes"]),
              "prior_val_accuracy": metrics["prior_val_accuracy"],
              "prior_val_accuracy_source": "measured here, on the test split's codes",
              "bits_per_dim": metrics["bits_per_dim"],

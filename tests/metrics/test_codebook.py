@@ -1,16 +1,16 @@
-"""tfvq.metrics.code_statistics against hand-counted codes."""
+"""tfvq.metrics.summarize_codes against hand-counted codes."""
 
 import math
 
 import numpy as np
 import pytest
 
-from tfvq.metrics import code_statistics
+from tfvq.metrics import summarize_codes
 
 
 def test_uniform_codes_have_perplexity_k_and_full_usage():
     codes = np.tile(np.arange(8), 5).reshape(5, 2, 4)
-    stats = code_statistics(codes, 8)
+    stats = summarize_codes(codes, 8)
     assert stats["perplexity"] == pytest.approx(8.0)
     assert stats["usage"] == 1.0
     assert stats["most_frequent_code_accuracy"] == pytest.approx(1 / 8)
@@ -18,7 +18,7 @@ def test_uniform_codes_have_perplexity_k_and_full_usage():
 
 def test_a_collapsed_codebook_makes_the_guess_accurate():
     codes = np.array([3] * 9 + [5])
-    stats = code_statistics(codes, 16)
+    stats = summarize_codes(codes, 16)
     p = np.array([0.9, 0.1])
     assert stats["perplexity"] == pytest.approx(math.exp(-np.sum(p * np.log(p))))
     assert stats["usage"] == pytest.approx(2 / 16)
@@ -29,11 +29,11 @@ def test_a_collapsed_codebook_makes_the_guess_accurate():
 def test_the_guess_comes_from_the_reference_codes():
     test = np.array([1, 1, 1, 2])
     train = np.array([2, 2, 1])
-    stats = code_statistics(test, 4, reference=train)
+    stats = summarize_codes(test, 4, reference=train)
     assert stats["most_frequent_code"] == 2
     assert stats["most_frequent_code_accuracy"] == pytest.approx(0.25)
     # Perplexity and usage describe `codes`, never the reference.
-    assert stats == {**code_statistics(test, 4), "most_frequent_code": 2,
+    assert stats == {**summarize_codes(test, 4), "most_frequent_code": 2,
                      "most_frequent_code_accuracy": 0.25}
 
 
@@ -47,9 +47,9 @@ def test_the_guess_comes_from_the_reference_codes():
 ])
 def test_bad_codes_are_refused(codes, k, match):
     with pytest.raises(ValueError, match=match):
-        code_statistics(codes, k)
+        summarize_codes(codes, k)
 
 
 def test_bad_reference_is_refused():
     with pytest.raises(ValueError, match="reference"):
-        code_statistics(np.array([0, 1]), 2, reference=np.array([2]))
+        summarize_codes(np.array([0, 1]), 2, reference=np.array([2]))

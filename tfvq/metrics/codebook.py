@@ -5,24 +5,30 @@ per-batch perplexity falls with the batch size (perfectly uniform use of 512 cod
 448 on a 32-image batch of 8 x 8 maps).
 """
 
+import keras
 import numpy as np
+
+from tfvq.layers import code_statistics
 
 
 def _counts(codes, num_embeddings, name):
     codes = np.asarray(codes)
     if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"code_statistics expects integer {name}; got dtype {codes.dtype}")
+        raise ValueError(f"summarize_codes expects integer {name}; got dtype {codes.dtype}")
     if codes.size == 0:
-        raise ValueError(f"code_statistics expects at least one code in {name}; got none")
+        raise ValueError(f"summarize_codes expects at least one code in {name}; got none")
     low, high = int(codes.min()), int(codes.max())
     if low < 0 or high >= num_embeddings:
-        raise ValueError(f"code_statistics expects {name} in [0, {num_embeddings}); got values "
+        raise ValueError(f"summarize_codes expects {name} in [0, {num_embeddings}); got values "
                          f"from {low} to {high}")
     return np.bincount(codes.ravel(), minlength=num_embeddings)
 
 
-def code_statistics(codes, num_embeddings, reference=None):
+def summarize_codes(codes, num_embeddings, reference=None):
     """Perplexity, usage and the accuracy of always guessing the most frequent code.
+
+    Perplexity and usage are `tfvq.layers.code_statistics` of the codes' counts; this adds
+    the counting, the checks and the most-frequent-code guess, for codes already in NumPy.
 
     The last one is the floor a prior's accuracy has to be read against: a prior that ignores
     all context and always predicts the most frequent code scores it, and a codebook that has
@@ -44,22 +50,22 @@ def code_statistics(codes, num_embeddings, reference=None):
         ValueError: non-integer or empty codes, or codes outside [0, num_embeddings).
 
     Example:
-    >>> stats = code_statistics(np.array([[0, 0], [1, 2]]), num_embeddings=4)
+    >>> stats = summarize_codes(np.array([[0, 0], [1, 2]]), num_embeddings=4)
     >>> round(stats["perplexity"], 3), stats["usage"], stats["most_frequent_code_accuracy"]
     (2.828, 0.75, 0.5)
     """
     if isinstance(num_embeddings, bool) or not isinstance(num_embeddings, (int, np.integer)) \
             or num_embeddings < 1:
-        raise ValueError(f"code_statistics expects a positive integer num_embeddings; got "
+        raise ValueError(f"summarize_codes expects a positive integer num_embeddings; got "
                          f"{num_embeddings!r}")
     counts = _counts(codes, num_embeddings, "codes")
     guess_counts = counts if reference is None else _counts(reference, num_embeddings,
                                                             "reference")
-    frequencies = counts[counts > 0] / counts.sum()
+    perplexity, usage = code_statistics(counts)
     guess = int(np.argmax(guess_counts))
     return {
-        "perplexity": float(np.exp(-np.sum(frequencies * np.log(frequencies)))),
-        "usage": float(np.count_nonzero(counts) / num_embeddings),
+        "perplexity": float(keras.ops.convert_to_numpy(perplexity)),
+        "usage": float(keras.ops.convert_to_numpy(usage)),
         "most_frequent_code": guess,
         "most_frequent_code_accuracy": float(counts[guess] / counts.sum()),
     }
