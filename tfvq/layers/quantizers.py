@@ -230,23 +230,34 @@ class _VectorQuantizerBase(Quantizer):
         codebook = self._codebook_value()
         return _l2_normalize(codebook) if self.distance == "cosine" else codebook
 
-    def _score_operands(self, z, codes):
+    def _score_operands(self, z, codes, doubled=False):
         """`(lhs, rhs)` whose product `lhs rhs^T` has the nearest code as each row's argmin.
 
         For l2 the scores are `0.5 |e|^2 - z.e` (the squared distance up to a per-row
         constant), for cosine `-z.e` (minus the similarity of unit vectors). The norms ride in
         the matmul as one more column, `[z, 1] [-e, 0.5 |e|^2]^T`: a separate subtraction would
-        be one more pass over the (N, K) scores, 10-40% of the search's time on CPU.
+        be one more pass over the (N, K) scores, 10-40% of the search's time on CPU. With
+        `doubled`, the scores are twice these: scaling by a power of two rounds nothing, so
+        the argmin is the same, and the squared distances are one addition away
+        (`_distances`) instead of a multiplication and an addition.
         """
+        scale = 2.0 if doubled else 1.0
         if self.distance == "cosine":
-            return z, -codes
-        half_norms = 0.5 * ops.sum(ops.square(codes), axis=1, keepdims=True)
+            return z, -scale * codes
+        norms = ops.sum(ops.square(codes), axis=1, keepdims=True)
         ones = ops.ones_like(z[:, :1])
-        return ops.concatenate([z, ones], axis=1), ops.concatenate([-codes, half_norms], axis=1)
+        rhs = ops.concatenate([-scale * codes, (0.5 * scale) * norms], axis=1)
+        return ops.concatenate([z, ones], axis=1), rhs
 
-    def _distances(self, z, codes, scores):
-        """Squared L2 distances in the search space (`2 - 2 cos` for unit vectors) from scores."""
-        distances = ops.sum(ops.square(z), axis=1, keepdims=True) + 2.0 * scores
+    def _distances(self, z, codes, doubled_scores, valid):
+        """Squared L2 distances in the search space (`2 - 2 cos` for unit vectors), NaN on the
+        rows that are not `valid`, from the doubled scores of `_score_operands`.
+
+        The NaN rides in the per-row term, so the (N, K) matrix is passed over once (twice
+        for cosine, whose code norms are not in the scores).
+        """
+        rows = ops.where(valid, ops.sum(ops.square(z), axis=1), float("nan"))
+        distances = rows[:, None] + doubled_scores
         if self.distance == "cosine":
             distances = distances + ops.sum(ops.square(codes), axis=1)[None, :]
         return distances
@@ -258,11 +269,11 @@ class _VectorQuantizerBase(Quantizer):
         codebook (ties go to the lowest index), without an (N, K) matrix: at N = K = 8192
         that matrix is 256 MiB, and allocating and page-faulting it anew each step cost as much
         as the matmul itself. With
-        `return_scores`, also the (N, K) scores, joined from the blocks already computed, so
-        that the distances cost no second matmul.
+        `return_scores`, also the (N, K) scores, doubled (`_score_operands`) and joined from
+        the blocks already computed, so that the distances cost no second matmul.
         """
         num_codes = codes.shape[0]
-        lhs, rhs = self._score_operands(z, codes)
+        lhs, rhs = self._score_operands(z, codes, doubled=return_scores)
         if num_codes <= _SEARCH_CHUNK:
             scores = ops.matmul(lhs, ops.transpose(rhs))
             indices, _ = _row_argmin(scores)
@@ -344,8 +355,7 @@ class _VectorQuantizerBase(Quantizer):
         codes = self._codes()
         if return_info:
             nearest, scores = self._nearest(finite_z, codes, return_scores=True)
-            distances = self._distances(finite_z, codes, scores)
-            distances = ops.where(valid[:, None], distances, float("nan"))
+            distances = self._distances(finite_z, codes, scores, valid)
         else:
             nearest = self._nearest(finite_z, codes)
         indices = ops.where(valid, nearest, 0)
