@@ -40,6 +40,8 @@ class Config:
     num_embeddings: int = 128
     embedding_dim: int = 16
     hidden_channels: int = 32
+    kmeans_init: bool = True
+    dead_code_threshold: float = 1.0
     prior_channels: int = 64
     prior_layers: int = 6
     class_conditional: bool = False
@@ -76,6 +78,12 @@ def define_flags():
                          "Prior training epochs (keras.io trains 30).")
     flags.DEFINE_integer("prior_steps_per_epoch", Config.prior_steps_per_epoch,
                          "Prior steps per epoch (0: all codes).")
+    flags.DEFINE_bool("kmeans_init", Config.kmeans_init,
+                      "k-means codebook initialisation on the first training batch.")
+    flags.DEFINE_float("dead_code_threshold", Config.dead_code_threshold,
+                       "Re-seed codes used by fewer than this many vectors per batch (EMA of "
+                       "usage); 0 disables. Restarts spread the codes, which raises perplexity "
+                       "and makes them harder for the prior to predict.")
     flags.DEFINE_integer("prior_channels", Config.prior_channels, "Width of the PixelCNN prior.")
     flags.DEFINE_integer("prior_layers", Config.prior_layers, "Gated blocks of the prior.")
     flags.DEFINE_bool("class_conditional", Config.class_conditional,
@@ -93,7 +101,8 @@ def build_vqvae(config, image_shape, data_variance):
                        embedding_dim=config.embedding_dim, hidden_channels=config.hidden_channels,
                        residual_channels=config.hidden_channels // 2, num_residual_layers=1,
                        quantizer="ema", data_variance=data_variance,
-                       quantizer_options=dict(kmeans_init=True, dead_code_threshold=1.0))
+                       quantizer_options=dict(kmeans_init=config.kmeans_init,
+                                              dead_code_threshold=config.dead_code_threshold))
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model
 

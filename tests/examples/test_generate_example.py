@@ -73,3 +73,12 @@ def test_train_and_evaluate_writes_pictures_and_bounds_and_resumes_each_stage(
     assert longer["train_seconds"]["vqvae"] == 0.0 and longer["train_seconds"]["prior"] > 0.0
     assert _lines(tmp_path / "history_vqvae.csv") == 2  # header + one epoch
     assert _lines(tmp_path / "history_prior.csv") == 3  # header + two epochs
+
+
+def test_quantizer_flags_reach_the_codebook(example):
+    generate = example("generate")
+    default = generate.build_vqvae(generate.Config(), (28, 28, 1), 0.1).quantizer
+    assert default.kmeans_init and default.dead_code_threshold == 1.0
+    plain = generate.build_vqvae(generate.Config(kmeans_init=False, dead_code_threshold=0.0),
+                                 (28, 28, 1), 0.1).quantizer
+    assert not plain.kmeans_init and plain.dead_code_threshold == 0.0
