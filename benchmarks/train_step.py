@@ -39,6 +39,14 @@ flags.DEFINE_list("configs", ["notebook", "paper"], "Architectures to time.")
 flags.DEFINE_bool("profile", True, "Time the parts of the notebook model's step.")
 flags.DEFINE_bool("cross_check", True, "Count FLOPs with tf.compat.v1.profiler too.")
 flags.DEFINE_string("results", None, "Markdown file to append the tables to.")
+flags.DEFINE_enum("dtype_policy", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy of the models (the peak stays a float32 matmul, so a "
+                  "mixed policy's fraction counts its step at float32's FLOPs against "
+                  "float32's rate).")
+flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow's inter-op thread pool (ops run side by "
+                     "side); 0: TensorFlow's default (one per core).")
+flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow's intra-op thread pool (threads inside "
+                     "one op); 0: TensorFlow's default (one per core).")
 
 CONFIGS = {
     # name: (batch, hidden, residual channels)
@@ -146,6 +154,14 @@ def main(argv):
     del argv
     import tensorflow as tf
 
+    # Set before the first op: TensorFlow fixes its pools when the runtime starts.
+    if FLAGS.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    if FLAGS.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+    import keras
+
+    keras.config.set_dtype_policy(FLAGS.dtype_policy)
     peak = Peak(matmul_sizes=(2048,), convs=())
     variants = {}
     for config in FLAGS.configs:
@@ -167,6 +183,11 @@ def main(argv):
 
     command = (f"python benchmarks/train_step.py --rounds={FLAGS.rounds} "
                f"--seconds={FLAGS.seconds} --configs={','.join(FLAGS.configs)}")
+    if FLAGS.dtype_policy != "float32":
+        command += f" --dtype_policy={FLAGS.dtype_policy}"
+    for name in ("inter_op_threads", "intra_op_threads"):
+        if getattr(FLAGS, name):
+            command += f" --{name}={getattr(FLAGS, name)}"
     lines = [
         f"`{command}` — {time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, "
         f"2 CPU cores shared with other jobs; peak = 2048^2 float32 matmul, median "

@@ -79,10 +79,12 @@ def _photo_folder(root):
 def test_train_and_evaluate_on_a_folder_in_process(example, tmp_path):
     cifar10 = example("cifar10")
     folder = _photo_folder(tmp_path / "photos")
-    config = cifar10.Config(dataset=str(folder), augment="crop", epochs=1, **TINY)
+    # In bfloat16, so that fit, evaluate and saving under a mixed policy are covered too.
+    config = cifar10.Config(dataset=str(folder), augment="crop", epochs=1,
+                            dtype_policy="mixed_bfloat16", **TINY)
     with pytest.warns(UserWarning, match="1 of"):
         metrics = cifar10.train_and_evaluate(config, str(tmp_path / "run"))
-    assert metrics["image_shape"] == [32, 32, 3]
+    assert metrics["image_shape"] == [32, 32, 3] and metrics["dtype_policy"] == "mixed_bfloat16"
     assert metrics["steps"] == 3 and np.isfinite(metrics["test"]["mse"])
     assert metrics["test_split"] == "train[-4:]" and metrics["train_split"] == "train[:-4]"
     for name in ("metrics.json", "reconstructions.png", "model.keras"):
@@ -124,6 +126,16 @@ def test_train_and_evaluate_writes_outputs_and_resumes(example, tmp_path):
 
 def _lines(path):
     return len(path.read_text().strip().splitlines())
+
+
+def test_the_dtype_policy_reaches_every_layer_and_no_further(example):
+    import keras
+
+    cifar10 = example("cifar10")
+    model = cifar10.build_model(cifar10.Config(dtype_policy="mixed_bfloat16"), (8, 8, 3), 0.1)
+    assert {layer.dtype_policy.name for layer in model._flatten_layers()} == {"mixed_bfloat16"}
+    assert model.quantizer.cluster_size.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"
 
 
 @pytest.mark.parametrize("requested, expected", [("false", False), (False, False), ("true", True),

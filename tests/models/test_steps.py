@@ -109,3 +109,23 @@ def test_float_images_out_of_range_warn_once():
         fresh.compile(optimizer="adam")
         fresh.fit(good, batch_size=4, epochs=1, verbose=0)  # [0, 1]: no warning
         fresh.fit((good * 255).astype("uint8"), batch_size=4, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("name", ["vae_mse", "vqvae_ema"])
+def test_a_model_built_under_a_mixed_policy_loads_with_it(name, tmp_path):
+    from ._common import BUILDERS, SHAPE
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = BUILDERS[name]()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    policies = sorted(layer.dtype_policy.name for layer in model._flatten_layers())
+    assert set(policies) == {"mixed_bfloat16"}
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert sorted(layer.dtype_policy.name for layer in loaded._flatten_layers()) == policies
+    assert keras.config.dtype_policy().name == "float32"  # restored after loading
+    x = RNG.random((2,) + SHAPE, dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(loaded.encode(x)), np.asarray(model.encode(x)))
+    assert keras.backend.standardize_dtype(model(x).dtype) == "float32"  # images out in float32

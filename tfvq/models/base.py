@@ -100,8 +100,10 @@ class ImageAutoencoder(SelfSupervisedModel):
         return self._encode(self._images(x), training)
 
     def decode(self, latents, training=False):
-        """Images in [0, 1] from latents."""
-        return self.likelihood.to_image(self.decoder(latents, training=training))
+        """Images in [0, 1] from latents, in the variable dtype (float32 under a mixed policy,
+        as Keras advises for a model's outputs: bfloat16 keeps only 8 bits of a pixel)."""
+        image = self.likelihood.to_image(self.decoder(latents, training=training))
+        return ops.cast(image, self.variable_dtype)
 
     def _encode(self, x, training):
         """The latents of checked images: the encoder's output unless a model says otherwise."""

@@ -24,7 +24,10 @@ class SelfSupervisedModel(keras.Model):
     - `fit`, `evaluate` and `predict` show their data to `_check_data(x)` first (a subclass
       warns there about what Keras would accept silently);
     - `from_config` rebuilds the constructor arguments named in `_layer_arguments` that the
-      config holds as serialized Keras layers (a custom encoder, a quantizer instance);
+      config holds as serialized Keras layers (a custom encoder, a quantizer instance), under
+      the saved dtype policy: the sublayers take theirs from the global policy when they are
+      made, so a model built under `keras.config.set_dtype_policy("mixed_bfloat16")` would
+      otherwise load with float32 convolutions;
     - `_added_losses(*layers)` sums what the given layers add with `add_loss` or regularizers.
 
     Example:
@@ -136,4 +139,10 @@ class SelfSupervisedModel(keras.Model):
         for key in cls._layer_arguments:
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        previous = keras.config.dtype_policy()
+        if config.get("dtype") is not None:
+            keras.config.set_dtype_policy(keras.dtype_policies.get(config["dtype"]))
+        try:
+            return cls(**config)
+        finally:
+            keras.config.set_dtype_policy(previous)
