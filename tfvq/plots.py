@@ -24,6 +24,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from tfvq.layers.quantizer import code_statistics
 from tfvq.utils.checks import check_int, is_int
 
 __all__ = [
@@ -533,8 +534,7 @@ def codebook_usage(
     if total <= 0:
         raise ValueError("counts sum to zero: there is no usage to plot")
     probs = counts / total
-    nonzero = probs[probs > 0]
-    perplexity = float(np.exp(-np.sum(nonzero * np.log(nonzero))))
+    perplexity = float(code_statistics(counts)[0])  # the one definition, as CodeUsage reports
     dead = int(np.sum(counts == 0))
 
     fig = Figure(figsize=figsize, dpi=dpi)
