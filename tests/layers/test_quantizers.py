@@ -1098,3 +1098,15 @@ def test_keras_round_trip_every_option(cls, distance, codebook_dim, gradient, tm
 def test_bad_option_arguments(make_layer, words):
     with pytest.raises(ValueError, match=words):
         make_layer()
+
+
+@pytest.mark.parametrize("num_vectors", [0, 7, 1024, 2500])
+def test_the_row_chunked_search_gives_the_one_block_indices(num_vectors):
+    import tensorflow as tf
+
+    layer = VectorQuantizerEMA(512, 16, seed=0)
+    x = np.random.default_rng(num_vectors).normal(size=(num_vectors, 16)).astype("float32")
+    chunked = tf.function(layer.encode)(x)  # TensorFlow without XLA: 1024 rows per matmul
+    z, _ = layer._search_space(tf.constant(x))
+    one_block, _ = layer._nearest(z, layer._codes(), return_scores=True)
+    np.testing.assert_array_equal(np.asarray(chunked), np.asarray(one_block))

@@ -270,6 +270,8 @@ class _VectorQuantizerBase(Quantizer):
         num_codes = codes.shape[0]
         lhs, rhs = self._score_operands(z, codes, doubled=return_scores)
         if num_codes <= _SEARCH_CHUNK:
+            if not return_scores and _row_chunked():
+                return _chunked_rows_argmin(lhs, ops.transpose(rhs))
             scores = ops.matmul(lhs, ops.transpose(rhs))
             indices, _ = _row_argmin(scores)
             return (indices, scores) if return_scores else indices
@@ -705,6 +707,10 @@ class VectorQuantizerEMA(_VectorQuantizerBase):
 # mmap threshold up to N = 16384 vectors, so its memory is reused from step to step.
 _SEARCH_CHUNK = 512
 
+# Vectors searched per matmul by `_chunked_rows_argmin`: a (1024, 512) float32 block of scores
+# (2 MiB) is read by the argmin while still in cache.
+_ROW_CHUNK = 1024
+
 # Columns per group in `_row_argmin`'s two-level search under XLA: 8, 16 and 32 time within
 # 10% of each other there.
 _ARGMIN_GROUP = 16
@@ -751,6 +757,36 @@ def _row_argmin(scores):
     minimum = ops.take_along_axis(group_minima, best_group[:, None], axis=1)[:, 0]
     members = ops.take_along_axis(groups, best_group[:, None, None], axis=1)[:, 0]
     return best_group * group + _argmin_rows(members), minimum
+
+
+def _row_chunked():
+    """Whether `_nearest` searches a one-block codebook `_ROW_CHUNK` vectors at a time.
+
+    Measured, not assumed (`benchmarks/search_rows.py`, Intel Xeon, AVX-512, 2 cores, K =
+    512): with TensorFlow's own kernels the argmin reads each block of scores back from cache,
+    and `encode` of 8192 vectors takes 7.4 ms against 9.8 ms in one block (3.9 against 4.5 ms
+    for 2048); under XLA, one block is the faster form (the loop of blocks was slower there in
+    a probe), and torch would run the blocks as a Python loop, so both keep one block. With
+    `return_scores` (`return_info=True`, as the models train) the whole score matrix is needed
+    for the distances, so that search is one block too.
+    """
+    return keras.backend.backend() == "tensorflow" and not _xla_compiled()
+
+
+def _chunked_rows_argmin(lhs, rhs_t):
+    """Row argmin of `lhs @ rhs_t`, `_ROW_CHUNK` rows per matmul: the same indices as one
+    matmul and `_argmin_rows`, since each row's argmin is its own. TensorFlow only
+    (`_row_chunked`): `tf.map_fn` with a declared output, because `keras.ops.map` reads the
+    first block to learn it and fails on fewer than `_ROW_CHUNK` rows."""
+    import tensorflow as tf
+
+    num_rows = ops.shape(lhs)[0]
+    full = (num_rows // _ROW_CHUNK) * _ROW_CHUNK
+    blocks = ops.reshape(lhs[:full], (-1, _ROW_CHUNK, lhs.shape[1]))
+    head = tf.map_fn(lambda block: _argmin_rows(ops.matmul(block, rhs_t)), blocks,
+                     fn_output_signature=tf.int32)
+    tail = _argmin_rows(ops.matmul(lhs[full:], rhs_t))
+    return ops.concatenate([ops.reshape(head, (-1,)), tail], axis=0)
 
 
 def _xla_compiled():
