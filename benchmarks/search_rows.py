@@ -4,8 +4,9 @@
 
 Without XLA, TensorFlow's `encode` searches a codebook of up to 512 codes 1024 vectors per
 matmul (`tfvq.layers.quantizers._ROW_CHUNK`), so that the argmin reads each (1024, K) block
-of scores while it is still in cache. This times that against one (N, K) block (the chunk
-set above N) and, with `--jit_compile`, the same under XLA, where the layer keeps one block.
+of scores while it is still in cache. This times that against the layer's one (N, K) block
+(its `_row_chunked` switch turned off) and, with `--jit_compile`, against one block under XLA,
+where the layer keeps one block by itself.
 Rounds interleave the variants, with a pause after each call; the medians are printed.
 """
 
@@ -36,16 +37,19 @@ def main(argv):
     for n in (int(v) for v in FLAGS.num_vectors):
         x = tf.constant(rng.normal(size=(n, 64)).astype("float32"))
         variants = {}
-        for name, chunk, jit in (("row blocks", quantizers._ROW_CHUNK, False),
-                                 ("one block", n + 1, False), ("one block, XLA", n + 1, True)):
+        for name, blocks, jit in (("row blocks", True, False), ("one block", False, False),
+                                  ("one block, XLA", False, True)):
             if jit and not FLAGS.jit_compile:
                 continue
-            saved, quantizers._ROW_CHUNK = quantizers._ROW_CHUNK, chunk
-            try:  # the chunk is read while tracing
+            # The layer's own switch, read while tracing (under XLA it says one block itself).
+            saved = quantizers._row_chunked
+            if not blocks:
+                quantizers._row_chunked = lambda: False
+            try:
                 fn = tf.function(layer.encode, jit_compile=jit)
                 fn(x).numpy()
             finally:
-                quantizers._ROW_CHUNK = saved
+                quantizers._row_chunked = saved
             variants[name] = fn
         times = {name: [] for name in variants}
         for _ in range(FLAGS.runs):

@@ -134,14 +134,10 @@ def choose_jit_compile(config, strategy, build, train):
 
 def build_model(config, image_shape, data_variance):
     """The model of `config`, under its dtype policy (the global one is restored after)."""
-    import keras
+    import tfvq
 
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.dtype_policy)
-    try:
+    with tfvq.utils.policies.dtype_policy_scope(config.dtype_policy):
         return _build_model(config, image_shape, data_variance)
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _build_model(config, image_shape, data_variance):

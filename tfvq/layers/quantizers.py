@@ -764,7 +764,7 @@ def _row_chunked():
 
     Measured, not assumed (`benchmarks/search_rows.py`, Intel Xeon, AVX-512, 2 cores, K =
     512): with TensorFlow's own kernels the argmin reads each block of scores back from cache,
-    and `encode` of 8192 vectors takes 7.4 ms against 9.8 ms in one block (3.9 against 4.5 ms
+    and `encode` of 8192 vectors takes 5.9 ms against 8.4 ms in one block (2.4 against 2.8 ms
     for 2048); under XLA, one block is the faster form (the loop of blocks was slower there in
     a probe), and torch would run the blocks as a Python loop, so both keep one block. With
     `return_scores` (`return_info=True`, as the models train) the whole score matrix is needed

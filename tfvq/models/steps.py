@@ -4,6 +4,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfvq.utils.policies import dtype_policy_scope
+
 
 class SelfSupervisedModel(keras.Model):
     """A `keras.Model` that computes its own loss and metrics in `train_step` / `test_step`.
@@ -139,10 +141,5 @@ class SelfSupervisedModel(keras.Model):
         for key in cls._layer_arguments:
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
-        previous = keras.config.dtype_policy()
-        if config.get("dtype") is not None:
-            keras.config.set_dtype_policy(keras.dtype_policies.get(config["dtype"]))
-        try:
+        with dtype_policy_scope(config.get("dtype")):
             return cls(**config)
-        finally:
-            keras.config.set_dtype_policy(previous)
