@@ -39,6 +39,7 @@ class Config:
     prior_steps_per_epoch: int = 150
     num_embeddings: int = 128
     embedding_dim: int = 16
+    architecture: str = "paper"
     hidden_channels: int = 32
     kmeans_init: bool = True
     dead_code_threshold: float = 1.0
@@ -54,6 +55,7 @@ class Config:
 
 
 FLAGS = flags.FLAGS
+ARCHITECTURES = ("paper", "keras_io")
 
 
 def define_flags():
@@ -71,6 +73,11 @@ def define_flags():
                "eval_examples": "Test images for bits/dim (0: the whole split).",
                "learning_rate": "Adam learning rate of both models."})
     flags.adopt_module_key_flags(common_flags)  # listed by --help as the script's own
+    flags.DEFINE_enum("architecture", Config.architecture, tuple(ARCHITECTURES),
+                      "VQ-VAE conv stacks. paper: tfvq's ConvEncoder / ConvDecoder (4x4 "
+                      "stride-2 convs, a 3x3 conv and a residual block; each code sees 26 x 26 "
+                      "pixels). keras_io: the keras.io example's (3x3 stride-2 convs; 7 x 7 "
+                      "pixels), whose local codes a prior predicts better.")
     flags.DEFINE_integer("vqvae_epochs", Config.vqvae_epochs, "VQ-VAE training epochs.")
     flags.DEFINE_integer("vqvae_steps_per_epoch", Config.vqvae_steps_per_epoch,
                          "VQ-VAE steps per epoch (0: whole split).")
@@ -92,17 +99,70 @@ def define_flags():
     flags.DEFINE_float("temperature", Config.temperature, "Sampling temperature of the prior.")
 
 
+def keras_io_networks(image_shape, embedding_dim, hidden_channels):
+    """The keras.io VQ-VAE example's conv stacks, as (encoder, decoder) for `tfvq.VQVAE`.
+
+    Conv2D(hidden / 2, 3, stride 2, ReLU), Conv2D(hidden, 3, stride 2, ReLU), Conv2D(D, 1), and
+    their mirror with transposed convs (keras.io: hidden 64). Each code sees 7 x 7 pixels, against
+    26 x 26 for tfvq's default stacks, so most codes describe a local piece of stroke or
+    background that a PixelCNN prior can predict from its neighbours. The inputs are centred
+    here, as tfvq's own encoders centre theirs (the decoder's output is read as the offset from
+    mid-gray either way). Plain Keras layers: tfvq's `ConvEncoder` has no 3x3-stride setting, and
+    `VQVAE(encoder=, decoder=)` is the place for other networks.
+
+    Args:
+        image_shape: (height, width, channels), height and width divisible by 4.
+        embedding_dim: channels of the latent map (the quantizer's `embedding_dim`).
+        hidden_channels: width of the second conv (the first has half).
+
+    Returns:
+        (encoder, decoder), two `keras.Sequential` models.
+
+    Example:
+    >>> encoder, decoder = keras_io_networks((28, 28, 1), 16, 64)
+    >>> tuple(encoder.output_shape), tuple(decoder.output_shape)
+    ((None, 7, 7, 16), (None, 28, 28, 1))
+    """
+    import keras
+    from keras import layers
+
+    import tfvq
+
+    height, width, channels = image_shape
+    if height % 4 or width % 4:
+        raise ValueError(f"keras_io_networks expects height and width divisible by 4; got "
+                         f"image_shape {tuple(image_shape)}")
+    half = max(hidden_channels // 2, 1)
+    encoder = keras.Sequential([
+        keras.Input(image_shape),
+        layers.Rescaling(1.0, offset=-tfvq.losses.MID_GRAY),
+        layers.Conv2D(half, 3, strides=2, padding="same", activation="relu"),
+        layers.Conv2D(hidden_channels, 3, strides=2, padding="same", activation="relu"),
+        layers.Conv2D(embedding_dim, 1)], name="encoder")
+    decoder = keras.Sequential([
+        keras.Input((height // 4, width // 4, embedding_dim)),
+        layers.Conv2DTranspose(hidden_channels, 3, strides=2, padding="same", activation="relu"),
+        layers.Conv2DTranspose(half, 3, strides=2, padding="same", activation="relu"),
+        layers.Conv2DTranspose(channels, 3, padding="same")], name="decoder")
+    return encoder, decoder
+
+
 def build_vqvae(config, image_shape, data_variance):
     import keras
 
     import tfvq
 
+    networks = {}
+    if config.architecture == "keras_io":
+        networks = dict(zip(("encoder", "decoder"), keras_io_networks(
+            image_shape, config.embedding_dim, config.hidden_channels)))
     model = tfvq.VQVAE(image_shape, num_embeddings=config.num_embeddings,
                        embedding_dim=config.embedding_dim, hidden_channels=config.hidden_channels,
                        residual_channels=config.hidden_channels // 2, num_residual_layers=1,
                        quantizer="ema", data_variance=data_variance,
                        quantizer_options=dict(kmeans_init=config.kmeans_init,
-                                              dead_code_threshold=config.dead_code_threshold))
+                                              dead_code_threshold=config.dead_code_threshold),
+                       **networks)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model
 
