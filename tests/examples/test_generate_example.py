@@ -82,3 +82,47 @@ def test_quantizer_flags_reach_the_codebook(example):
     plain = generate.build_vqvae(generate.Config(kmeans_init=False, dead_code_threshold=0.0),
                                  (28, 28, 1), 0.1).quantizer
     assert not plain.kmeans_init and plain.dead_code_threshold == 0.0
+
+
+def _receptive_field(encoder, image_shape):
+    """Pixels whose value changes the latent at the map's centre, as (rows, cols)."""
+    import numpy as np
+    import tensorflow as tf
+
+    images = tf.Variable(np.random.default_rng(0).uniform(size=(1, *image_shape)), dtype="float32")
+    with tf.GradientTape() as tape:
+        latents = encoder(images)
+        centre = latents[0, latents.shape[1] // 2, latents.shape[2] // 2]
+        total = tf.reduce_sum(centre * tf.random.stateless_normal(centre.shape, (1, 2)))
+    seen = np.abs(tape.gradient(total, images).numpy()[0]).sum(-1) > 0
+    rows, cols = np.nonzero(seen.any(1))[0], np.nonzero(seen.any(0))[0]
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+def test_keras_io_architecture_sees_seven_by_seven_pixels_per_code(example, tmp_path):
+    import keras
+    import numpy as np
+
+    generate = example("generate")
+    config = generate.Config(architecture="keras_io", hidden_channels=8, embedding_dim=4,
+                             num_embeddings=16)
+    model = generate.build_vqvae(config, (28, 28, 1), 0.1)
+    encoder = model.encoder
+    assert [type(layer).__name__ for layer in encoder.layers] == [
+        "Rescaling", "Conv2D", "Conv2D", "Conv2D"]
+    assert [layer.filters for layer in encoder.layers[1:]] == [4, 8, 4]
+    assert _receptive_field(encoder, (28, 28, 1)) == (7, 7)
+    paper = generate.build_vqvae(generate.Config(hidden_channels=8, embedding_dim=4),
+                                 (28, 28, 1), 0.1)
+    assert _receptive_field(paper.encoder, (28, 28, 1)) == (26, 26)
+    # Inputs are centred as tfvq's own encoders centre them: mid-gray reaches the convs as 0.
+    assert float(keras.ops.max(keras.ops.abs(encoder.layers[0](np.full((1, 4, 4, 1), 0.5))))) == 0
+    images = np.random.default_rng(1).uniform(size=(2, 28, 28, 1)).astype("float32")
+    assert model.predict(images, verbose=0).shape == (2, 28, 28, 1)
+    path = tmp_path / "keras_io.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        generate.keras_io_networks((30, 30, 1), 4, 8)
