@@ -73,7 +73,7 @@ def define_flags():
                "eval_examples": "Test images for bits/dim (0: the whole split).",
                "learning_rate": "Adam learning rate of both models."})
     flags.adopt_module_key_flags(common_flags)  # listed by --help as the script's own
-    flags.DEFINE_enum("architecture", Config.architecture, tuple(ARCHITECTURES),
+    flags.DEFINE_enum("architecture", Config.architecture, ARCHITECTURES,
                       "VQ-VAE conv stacks. paper: tfvq's ConvEncoder / ConvDecoder (4x4 "
                       "stride-2 convs, a 3x3 conv and a residual block; each code sees 26 x 26 "
                       "pixels). keras_io: the keras.io example's (3x3 stride-2 convs; 7 x 7 "
@@ -152,17 +152,17 @@ def build_vqvae(config, image_shape, data_variance):
 
     import tfvq
 
-    networks = {}
+    encoder = decoder = None  # None: VQVAE's own (the paper stacks)
     if config.architecture == "keras_io":
-        networks = dict(zip(("encoder", "decoder"), keras_io_networks(
-            image_shape, config.embedding_dim, config.hidden_channels)))
+        encoder, decoder = keras_io_networks(image_shape, config.embedding_dim,
+                                             config.hidden_channels)
     model = tfvq.VQVAE(image_shape, num_embeddings=config.num_embeddings,
                        embedding_dim=config.embedding_dim, hidden_channels=config.hidden_channels,
                        residual_channels=config.hidden_channels // 2, num_residual_layers=1,
                        quantizer="ema", data_variance=data_variance,
                        quantizer_options=dict(kmeans_init=config.kmeans_init,
                                               dead_code_threshold=config.dead_code_threshold),
-                       **networks)
+                       encoder=encoder, decoder=decoder)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model
 

@@ -34,8 +34,8 @@ and the prior predicted only 0.374 of them. With 7 x 7 pixels per code, short pr
 epochs of 200 steps, 800 prior steps) gave prior accuracies of 0.60-0.63 against 0.45 for the
 paper stacks.
 
-The defaults (2 + 2 epochs of 200 steps) take 4.3 CPU-minutes (3 min wall, 2026-12-02, Intel
-Xeon, 2 cores). keras.io's budget is
+The defaults (2 + 2 epochs of 200 steps) took 4.3 CPU-minutes (3 min wall, 2026-12-02, Intel
+Xeon, 2 cores, with tfvq on the paper stacks; not remeasured on keras.io's). keras.io's budget is
 `--vqvae_epochs=30 --prior_epochs=30 --steps_per_epoch=0` (0: one pass over the 60,000
 training images per epoch), which `python examples/results.py run --only=keras_io_anchor` runs.
 Writes results.json and reconstructions.png (test digits, keras.io's and tfvq's

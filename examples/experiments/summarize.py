@@ -134,16 +134,17 @@ def keras_io_anchor(r):
                                                 f"{r['keras_io']['prior_val_accuracy']}"}
     verdict = "; ".join(f"{text}: {'met' if targets[key] else 'not met'}"
                         for key, text in said.items())
+    settings = r["settings"]
+    networks = (f"keras.io's own conv stacks ({settings['hidden_channels']} channels, 7 x 7 "
+                f"pixels per code)" if settings["architecture"] == "keras_io"
+                else "tfvq's paper conv stacks (26 x 26 pixels per code)")
     return _table(["on the MNIST test split", "keras.io", "tfvq"], rows) + [
         "", f"Budget: {r['budget']}, for both VQ-VAEs and for tfvq's prior "
             f"({r['settings']['prior_channels']} channels, {r['settings']['prior_layers']} gated "
-            f"blocks). tfvq's VQ-VAE runs on "
-            + (f"keras.io's own conv stacks ({r['settings']['hidden_channels']} channels, 7 x 7 "
-               f"pixels per code)" if r["settings"].get("architecture") == "keras_io" else
-               "tfvq's paper conv stacks (26 x 26 pixels per code)")
-            + ", with tfvq's EMA quantizer (k-means init, dead-code restarts). "
-            f"keras.io's prior accuracy is the figure it publishes, measured on 10% of "
-            f"its training codes held out (its prior is not rerun here); tfvq's is "
+            f"blocks). tfvq's VQ-VAE runs on {networks}, with tfvq's EMA quantizer (k-means "
+            f"init, dead-code restarts). keras.io's prior accuracy is the figure it publishes, "
+            f"measured on 10% of its training codes held out (its prior is not rerun here); "
+            f"tfvq's is "
             f"{ours['prior_val_accuracy_source']}, where always guessing the most frequent code "
             f"scores {_f(ours['most_frequent_code_accuracy'], 3)}. keras.io's bits/dim needs its "
             f"prior, which is not rerun. Targets: {verdict}."]
