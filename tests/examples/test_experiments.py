@@ -174,9 +174,14 @@ def test_keras_io_anchor(tmp_path, mnist_data_dir):
     results = _run("keras_io_anchor", tmp_path, "--vqvae_epochs=1", "--prior_epochs=1",
                    "--steps_per_epoch=0", "--batch_size=64", "--prior_channels=4",
                    "--prior_layers=1", "--train_examples=128", "--test_examples=64",
-                   data_dir=mnist_data_dir)
+                   "--num_embeddings=32", data_dir=mnist_data_dir)
     theirs, ours = results["models"]["keras_io"], results["models"]["tfvq"]
     assert results["test_images"] == 64
+    # --num_embeddings sizes tfvq's codebook only: keras.io's model keeps its 128 codes.
+    assert results["settings"]["num_embeddings"] == 32
+    assert ours["code_perplexity"] <= 32 and results["keras_io"]["num_embeddings"] == 128
+    with open(tmp_path / "tfvq" / "metrics.json", encoding="utf-8") as f:
+        assert json.load(f)["config"]["num_embeddings"] == 32
     assert "one pass over the 128 training images" in results["budget"]
     for entry in (theirs, ours):
         assert 1.0 <= entry["code_perplexity"] <= 128

@@ -134,3 +134,13 @@ def test_a_run_renders_with_its_own_summary_and_title(results):
     lines = results.render("paper_bits_per_dim", results.load_records())
     assert lines[0] == f"### {spec.title}"
     assert any(line.startswith("Gap: ") for line in lines)
+
+
+def test_keras_io_anchor_block_names_each_sides_codebook_size(results):
+    record = json.loads(json.dumps(results.load_records()["keras_io_anchor"]))
+    text = "\n".join(results.render("keras_io_anchor", {"keras_io_anchor": record}))
+    assert "| codebook size K | 128 | 128 |" in text and "perplexity (of 128) |" in text
+    record["numbers"]["settings"]["num_embeddings"] = 64
+    text = "\n".join(results.render("keras_io_anchor", {"keras_io_anchor": record}))
+    assert "| codebook size K | 128 | 64 |" in text
+    assert "perplexity (of 128 for keras.io, 64 for tfvq)" in text
