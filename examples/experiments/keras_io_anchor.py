@@ -37,9 +37,10 @@ in those probes 64 codes gave 0.635 against 0.603 for 128, at a perplexity of 26
 11.5). At keras.io's full budget, 64 codes gave prior accuracy 0.658, normalised MSE 0.0403 and
 perplexity 24.2 (this record, results/keras_io_anchor.json, 2026-12-03), and 128 codes 0.629,
 0.0317 and 37.8 (`git show 4c6d045:results/keras_io_anchor.json`): results.py runs tfvq with
-64 codes, the setting that meets the most of issue 19's targets. The prior fits its training
-codes barely better than the test codes (0.661 against 0.658 in its 30th epoch), so it is too small,
-not overfitted: 64 channels gained 0.012 over 32 after 3 epochs (a probe), at 2.7x the time.
+64 codes, the nearer of the two to keras.io's accuracy, with both other targets still met. The
+prior fits its training codes barely better than the test codes (0.661 against 0.658 in its
+30th epoch), so it is too small rather than overfitted: 64 channels gained 0.012 over 32 after
+3 epochs (a probe), at 2.7x the time.
 
 The defaults (2 + 2 epochs of 200 steps) took 4.3 CPU-minutes (3 min wall, 2026-12-02, Intel
 Xeon, 2 cores, with tfvq on the paper stacks; not remeasured on keras.io's). keras.io's budget is

@@ -125,7 +125,8 @@ def keras_io_anchor(r):
 
     perplexity = (f"test code perplexity (of {k})" if our_k == k
                   else f"test code perplexity (of {k} for keras.io, {our_k} for tfvq)")
-    rows = [["codebook size K", str(k), str(our_k)], row("test normalised MSE", "normalized_mse", 4),
+    rows = [["codebook size K", str(k), str(our_k)],
+            row("test normalised MSE", "normalized_mse", 4),
             row(perplexity, "code_perplexity", 1),
             row("codes used", "code_usage", 3),
             row("always the most frequent code: accuracy", "most_frequent_code_accuracy", 3),
