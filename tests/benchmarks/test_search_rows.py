@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "search_rows.py"
 
 
+@pytest.mark.slow  # a child process that imports TensorFlow and compiles with XLA: 12-14 s
 def test_search_rows_prints_every_variant():
     run = subprocess.run([sys.executable, str(SCRIPT), "--num_vectors=1500", "--runs=1",
                           "--num_embeddings=16", "--jit_compile"],
