@@ -132,10 +132,17 @@ def test_importance_weighted_bound_is_tighter_than_the_elbo(mnist_data_dir):
                    residual_channels=4, seed=0)
     vae.compile(optimizer=keras.optimizers.Adam(3e-3))
     vae.fit(train, epochs=1, verbose=0)
-    elbo = bits_per_dim(vae, test, seed=0)
+    terms = bits_per_dim(vae, test, seed=0, return_terms=True)
+    elbo = terms["bits_per_dim"]
     iwae = bits_per_dim(vae, test, num_samples=16, seed=0)
     reported = vae.evaluate(test, return_dict=True, verbose=0)["bits_per_dim"]
-    assert iwae < elbo
+    if terms["kl_bits_per_dim"] > 1e-4:
+        assert iwae < elbo
+    else:
+        # One epoch sometimes ends with the posterior collapsed onto the prior (seen once in
+        # two runs on the same machine: KL ~0, the decoder ignoring z); every importance weight
+        # is then the same, and the two bounds must agree.
+        assert iwae == pytest.approx(elbo, rel=1e-6)
     # The model's own metric is the same one-sample ELBO estimate, with other noise.
     assert abs(reported - elbo) < 0.02 * elbo
 
