@@ -116,9 +116,10 @@ def faces_vae(r):
 
 def keras_io_anchor(r):
     ours, theirs = r["models"]["tfvq"], r["models"]["keras_io"]
+    settings = r["settings"]
     k = r["keras_io"]["num_embeddings"]
     # Records from before the flag ran tfvq at keras.io's K.
-    our_k = r["settings"].get("num_embeddings", k)
+    our_k = settings.get("num_embeddings", k)
 
     def row(label, key, digits):
         return [label, _f(theirs.get(key), digits), _f(ours.get(key), digits)]
@@ -139,13 +140,12 @@ def keras_io_anchor(r):
                                                 f"{r['keras_io']['prior_val_accuracy']}"}
     verdict = "; ".join(f"{text}: {'met' if targets[key] else 'not met'}"
                         for key, text in said.items())
-    settings = r["settings"]
     networks = (f"keras.io's own conv stacks ({settings['hidden_channels']} channels, 7 x 7 "
                 f"pixels per code)" if settings["architecture"] == "keras_io"
                 else "tfvq's paper conv stacks (26 x 26 pixels per code)")
     return _table(["on the MNIST test split", "keras.io", "tfvq"], rows) + [
         "", f"Budget: {r['budget']}, for both VQ-VAEs and for tfvq's prior "
-            f"({r['settings']['prior_channels']} channels, {r['settings']['prior_layers']} gated "
+            f"({settings['prior_channels']} channels, {settings['prior_layers']} gated "
             f"blocks). tfvq's VQ-VAE runs on {networks}, with tfvq's EMA quantizer (k-means "
             f"init, dead-code restarts). keras.io's prior accuracy is the figure it publishes, "
             f"measured on 10% of its training codes held out (its prior is not rerun here); "
