@@ -28,10 +28,16 @@ def define_flags():
     flags.DEFINE_integer("num_layers", 8, "Gated blocks of the prior.")
     flags.DEFINE_integer("runs", 5, "Timed calls of each sampler; the table reports the median.")
     flags.DEFINE_integer("threads", 2, "TensorFlow intra- and inter-op threads.")
-    flags.DEFINE_string("results", None, "Markdown file whose '## Prior sampling' section to write.")
+    flags.DEFINE_string("results", None, "Markdown file whose '## Prior sampling, <CPU>, <AVX "
+                        "kind> (issue 17)' section to write.")
 
 
-SECTION = "## Prior sampling (issue 17)"
+def section_title():
+    """The RESULTS.md heading for this machine: one section per CPU kind, since a time
+    measured on one kind says nothing about the other (issue 17)."""
+    from tfvq.utils.machine import cpu_info, vector_kind
+
+    return f"## Prior sampling, {cpu_info()[0]}, {vector_kind()} (issue 17)"
 
 
 def naive_sampler(prior):
@@ -112,15 +118,16 @@ def main(argv):
     result = run(FLAGS.num_maps, latent_shape, FLAGS.num_embeddings, FLAGS.hidden_channels,
                  FLAGS.num_layers, FLAGS.runs)
     command = "python " + " ".join(["benchmarks/prior_sampling.py"] + sys.argv[1:])
+    section = section_title()
     text = "\n".join([
-        SECTION, "",
+        section, "",
         f"`{command}` on {datetime.date.today().isoformat()}, {report.cpu_model()}, "
         f"{FLAGS.threads} threads; prior K={FLAGS.num_embeddings}, {FLAGS.num_layers} gated "
         f"blocks of {FLAGS.hidden_channels} channels, random weights (the time does not depend "
         f"on them). Median of {FLAGS.runs} calls after one untimed call.", "",
         format_result(result, FLAGS.num_maps, latent_shape), "",
     ])
-    report.publish(text, FLAGS.results, SECTION)
+    report.publish(text, FLAGS.results, section)
 
 
 if __name__ == "__main__":

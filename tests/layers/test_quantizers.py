@@ -97,15 +97,20 @@ def test_forward_matches_numpy(cls, shape, training):
     np.testing.assert_allclose(layer.losses[0], ref["loss"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("jit_compile", [None, True])
 @pytest.mark.parametrize("cls", QUANTIZERS)
-def test_nearest_search_over_codebook_chunks(cls):
-    # More codes than one search block (512), the last block partial.
+def test_nearest_search_over_codebook_chunks(cls, jit_compile):
+    # More codes than one search block (512), the last block partial. Under XLA the two whole
+    # blocks run as a loop (`_looped_blocks`) and the partial one after it.
+    def run(fn):
+        return fn if jit_compile is None else tf.function(fn, jit_compile=True)
+
     codebook = rng_data(35, 1300, 6)
     x = rng_data(36, 300, 6)
     layer = make(cls, codebook)
     ref = np_quantize(x, codebook, 0.25, cls is VectorQuantizerEMA)
-    np.testing.assert_array_equal(layer.encode(x), ref["indices"])
-    info = layer(x, return_info=True)
+    np.testing.assert_array_equal(run(layer.encode)(x), ref["indices"])
+    info = run(lambda x: layer(x, return_info=True))(x)
     np.testing.assert_array_equal(info["indices"], ref["indices"])
     np.testing.assert_allclose(info["distances"], ref["distances"], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(info["quantized"], ref["quantized"], atol=1e-6)
@@ -118,7 +123,32 @@ def test_nearest_search_over_codebook_chunks(cls):
     probe = ints[[7, 1100, 600, 1299]]
     expected = np_quantize(probe, ints, 0.25, False)["indices"]
     assert expected[0] <= 7 and expected[2] <= 600
-    np.testing.assert_array_equal(layer.encode(probe), expected)
+    np.testing.assert_array_equal(run(layer.encode)(probe), expected)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_distances_over_codebook_chunks_have_the_matmul_gradient(jit_compile):
+    # d/dx sum(d^2) with d_ik = |x_i - c_k|^2 is sum_k 4 d_ik (x_i - c_k); for the codebook,
+    # -sum_i 4 d_ik (x_i - c_k). Under XLA the scores come from a loop without a gradient and
+    # get the matmul's gradient back by hand (`_with_matmul_gradient`).
+    codebook = rng_data(39, 1100, 5)
+    x = rng_data(40, 64, 5)
+    layer = make(VectorQuantizer, codebook)
+
+    @tf.function(jit_compile=jit_compile)
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            distances = layer(x, return_info=True)["distances"]
+            loss = tf.reduce_sum(tf.square(distances))
+        return tape.gradient(loss, [x, layer.codebook])
+
+    dx, dcodes = gradients(tf.constant(x))
+    diff = x[:, None, :] - codebook[None]
+    d = np.sum(np.square(diff), axis=-1)
+    np.testing.assert_allclose(dx, np.sum(4 * d[..., None] * diff, axis=1), rtol=1e-4)
+    np.testing.assert_allclose(tf.convert_to_tensor(dcodes),
+                               -np.sum(4 * d[..., None] * diff, axis=0), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])

@@ -275,20 +275,22 @@ class _VectorQuantizerBase(Quantizer):
             scores = ops.matmul(lhs, ops.transpose(rhs))
             indices, _ = _row_argmin(scores)
             return (indices, scores) if return_scores else indices
-        best_scores = best_indices = None
+        best = None
         blocks = []
-        for start in range(0, num_codes, _SEARCH_CHUNK):
+        start = 0
+        if _xla_compiled() and num_codes >= 2 * _SEARCH_CHUNK:
+            start = (num_codes // _SEARCH_CHUNK) * _SEARCH_CHUNK
+            best = _looped_blocks(lhs, rhs[:start], return_scores)
+            if return_scores:
+                best, scores = best[:2], best[2]
+                blocks.append(scores)
+        for start in range(start, num_codes, _SEARCH_CHUNK):
             scores = ops.matmul(lhs, ops.transpose(rhs[start : start + _SEARCH_CHUNK]))
             if return_scores:
                 blocks.append(scores)
             local, chunk_best = _row_argmin(scores)
-            indices = local + start
-            if best_indices is None:
-                best_scores, best_indices = chunk_best, indices
-                continue
-            better = chunk_best < best_scores  # strict: an earlier chunk wins a tie
-            best_scores = ops.where(better, chunk_best, best_scores)
-            best_indices = ops.where(better, indices, best_indices)
+            best = _better_block(best, chunk_best, local + start)
+        best_indices = best[1]
         if return_scores:
             return best_indices, ops.concatenate(blocks, axis=1)
         return best_indices
@@ -757,6 +759,75 @@ def _row_argmin(scores):
     minimum = ops.take_along_axis(group_minima, best_group[:, None], axis=1)[:, 0]
     members = ops.take_along_axis(groups, best_group[:, None, None], axis=1)[:, 0]
     return best_group * group + _argmin_rows(members), minimum
+
+
+def _better_block(best, block_minimum, block_indices):
+    """`(minimum, index)` per row over the blocks searched so far and this one; `best` is None
+    before the first block. Strict: an earlier block wins a tie, as the lowest index must."""
+    if best is None:
+        return block_minimum, block_indices
+    better = block_minimum < best[0]
+    return (ops.where(better, block_minimum, best[0]),
+            ops.where(better, block_indices, best[1]))
+
+
+def _looped_blocks(lhs, rhs, return_scores):
+    """`_nearest`'s blocks as one loop, for XLA: `(minimum, index)` per row of `lhs` over the
+    `_SEARCH_CHUNK`-row blocks of `rhs` (a whole number of them), and with `return_scores`
+    the (N, K) scores too, written block by block into one buffer.
+
+    Unrolled, as `_nearest` writes them elsewhere, XLA's CPU backend compiles each block's
+    matmul on a slice of the codebook into slower code: 8192 vectors against 2048 codes took
+    73 ms that way under XLA against 28 ms as this loop, and 34 ms without XLA (AMD EPYC,
+    AVX2, 2 cores; on AVX-512 the unrolled blocks were not slower). The loop runs on
+    operands without a gradient (TensorFlow has none for the buffer's in-place update), and
+    the scores get the matmul's own gradient back from `_with_matmul_gradient`.
+    """
+    num_blocks = rhs.shape[0] // _SEARCH_CHUNK
+    num_rows = ops.shape(lhs)[0]
+    lhs_value, rhs_value = ops.stop_gradient(lhs), ops.stop_gradient(rhs)
+
+    def body(block, state):
+        start = block * _SEARCH_CHUNK
+        scores = ops.matmul(lhs_value, ops.transpose(
+            ops.slice(rhs_value, (start, 0), (_SEARCH_CHUNK, rhs.shape[1]))))
+        local, block_minimum = _row_argmin(scores)
+        best = _better_block(state[:2], block_minimum, local + start)
+        if return_scores:
+            return best + (ops.slice_update(state[2], (0, start), scores),)
+        return best
+
+    state = (ops.full((num_rows,), float("inf"), dtype=lhs.dtype),
+             ops.zeros((num_rows,), dtype="int32"))
+    if return_scores:
+        state += (ops.zeros((num_rows, rhs.shape[0]), dtype=lhs.dtype),)
+    state = _fixed_loop(num_blocks, body, state)
+    if return_scores:
+        state = state[:2] + (_with_matmul_gradient(state[2], lhs, rhs),)
+    return state
+
+
+def _with_matmul_gradient(scores, lhs, rhs):
+    """`scores`, the value of `lhs @ rhs^T` computed without a gradient, with that matmul's
+    gradient: `g @ rhs` for `lhs` and `g^T @ lhs` for `rhs`."""
+
+    @ops.custom_gradient
+    def attach(scores, lhs, rhs):
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow passes it positionally, JAX by name
+                (upstream,) = args
+            return (ops.zeros_like(upstream), ops.matmul(upstream, rhs),
+                    ops.matmul(ops.transpose(upstream), lhs))
+
+        return scores, grad
+
+    return attach(scores, lhs, rhs)
+
+
+def _fixed_loop(num_iterations, body, state):
+    """`body(i, state) -> state` for i in range(num_iterations), as a loop the compiler keeps
+    (`keras.ops.fori_loop` with a trip count known when tracing)."""
+    return ops.fori_loop(0, num_iterations, body, state)
 
 
 def _row_chunked():
