@@ -125,9 +125,11 @@ NOTES = """\
   codebook_size=256)` against tfvq's 4 EMA stages; `FSQ(levels)` on D = 4 inputs; `LFQ(dim=10,
   entropy_loss_weight=0.1, commitment_loss_weight=0.25)` on D = 10 inputs.
 - tfvq searches the codebook 512 codes at a time (`_nearest`), so at K = 8192 no (8192, 8192)
-  matrix is materialised; the half norms ride in the score matmul as one more column. Under
-  `jit_compile=True` each block's argmin reads groups of 16 columns (`_row_argmin`), because
-  XLA's CPU backend compiles a plain row argmin into scalar code. Which of XLA and plain
+  matrix is materialised for the search; the half norms ride in the score matmul as one more
+  column. Under `jit_compile=True` the blocks run as one loop (`_looped_blocks`: unrolled, XLA
+  compiled their matmuls 2x slower on AVX2), and each block's argmin reads groups of 16
+  columns (`_row_argmin`), because XLA's CPU backend compiles a plain row argmin into scalar
+  code. Which of XLA and plain
   TensorFlow is faster for a whole model depends on the CPU: `examples/cifar10.py
   --jit_compile=auto` times both once and caches the choice.
 """
