@@ -801,7 +801,7 @@ def _looped_blocks(lhs, rhs, return_scores):
              ops.zeros((num_rows,), dtype="int32"))
     if return_scores:
         state += (ops.zeros((num_rows, rhs.shape[0]), dtype=lhs.dtype),)
-    state = _fixed_loop(num_blocks, body, state)
+    state = ops.fori_loop(0, num_blocks, body, state)  # Python bounds: a scan under JAX
     if return_scores:
         state = state[:2] + (_with_matmul_gradient(state[2], lhs, rhs),)
     return state
@@ -814,7 +814,7 @@ def _with_matmul_gradient(scores, lhs, rhs):
     @ops.custom_gradient
     def attach(scores, lhs, rhs):
         def grad(*args, upstream=None):
-            if upstream is None:  # TensorFlow passes it positionally, JAX by name
+            if upstream is None:  # the backends pass it by position or by name
                 (upstream,) = args
             return (ops.zeros_like(upstream), ops.matmul(upstream, rhs),
                     ops.matmul(ops.transpose(upstream), lhs))
@@ -822,12 +822,6 @@ def _with_matmul_gradient(scores, lhs, rhs):
         return scores, grad
 
     return attach(scores, lhs, rhs)
-
-
-def _fixed_loop(num_iterations, body, state):
-    """`body(i, state) -> state` for i in range(num_iterations), as a loop the compiler keeps
-    (`keras.ops.fori_loop` with a trip count known when tracing)."""
-    return ops.fori_loop(0, num_iterations, body, state)
 
 
 def _row_chunked():
