@@ -32,14 +32,6 @@ def define_flags():
                         "kind> (issue 17)' section to write.")
 
 
-def section_title():
-    """The RESULTS.md heading for this machine: one section per CPU kind, since a time
-    measured on one kind says nothing about the other (issue 17)."""
-    from tfvq.utils.machine import cpu_info, vector_kind
-
-    return f"## Prior sampling, {cpu_info()[0]}, {vector_kind()} (issue 17)"
-
-
 def naive_sampler(prior):
     """`(n, seed, temperature) -> codes`: the whole network on the whole map per position."""
     import tensorflow as tf
@@ -118,7 +110,7 @@ def main(argv):
     result = run(FLAGS.num_maps, latent_shape, FLAGS.num_embeddings, FLAGS.hidden_channels,
                  FLAGS.num_layers, FLAGS.runs)
     command = "python " + " ".join(["benchmarks/prior_sampling.py"] + sys.argv[1:])
-    section = section_title()
+    section = report.machine_heading("Prior sampling", "issue 17")
     text = "\n".join([
         section, "",
         f"`{command}` on {datetime.date.today().isoformat()}, {report.cpu_model()}, "

@@ -91,14 +91,10 @@ NAMES = {"vq": "VectorQuantizer", "ema": "VectorQuantizerEMA", "fsq": "FiniteSca
 
 
 def section_title(backend="tensorflow"):
-    """The RESULTS.md heading for this machine: one section per CPU kind, since a figure
-    measured on one kind says nothing about the other (issue 17)."""
-    from tfvq.utils.machine import cpu_info, vector_kind
-
-    where = f"{cpu_info()[0]}, {vector_kind()}"
+    """The RESULTS.md heading for this machine and backend (`report.machine_heading`)."""
     if backend != "tensorflow":
-        return f"## Quantizer on {backend}, {where} (issue 18)"
-    return f"## Quantizer, {where} (issues 2, 16, 17)"
+        return report.machine_heading(f"Quantizer on {backend}", "issue 18")
+    return report.machine_heading("Quantizer", "issues 2, 16, 17")
 
 
 NOTES = """\

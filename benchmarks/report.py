@@ -56,3 +56,12 @@ def cpu_model():
     from tfvq.utils.machine import describe_cpu
 
     return describe_cpu()
+
+
+def machine_heading(title, issues):
+    """A RESULTS.md heading for this kind of CPU, such as "## Quantizer, AMD EPYC, AVX2 (issue
+    17)": one section per kind, since a figure measured on one kind says nothing about the
+    other (issue 17), and CPUs that share a name ("AMD EPYC") differ in their vector units."""
+    from tfvq.utils.machine import cpu_info, vector_kind
+
+    return f"## {title}, {cpu_info()[0]}, {vector_kind()} ({issues})"

@@ -263,8 +263,8 @@ class _VectorQuantizerBase(Quantizer):
         The same indices as the argmin of the scores (`_score_operands`) over the whole
         codebook (ties go to the lowest index), without an (N, K) matrix: at N = K = 8192
         that matrix is 256 MiB, and allocating and page-faulting it anew each step cost as much
-        as the matmul itself. With
-        `return_scores`, also the (N, K) scores, doubled (`_score_operands`) and joined from
+        as the matmul itself. Under XLA the whole blocks run as one loop (`_looped_blocks`).
+        With `return_scores`, also the (N, K) scores, doubled (`_score_operands`) and joined from
         the blocks already computed, so that the distances cost no second matmul.
         """
         num_codes = codes.shape[0]
@@ -277,14 +277,13 @@ class _VectorQuantizerBase(Quantizer):
             return (indices, scores) if return_scores else indices
         best = None
         blocks = []
-        start = 0
+        looped = 0  # codes searched by `_looped_blocks`; the rest block by block below
         if _xla_compiled() and num_codes >= 2 * _SEARCH_CHUNK:
-            start = (num_codes // _SEARCH_CHUNK) * _SEARCH_CHUNK
-            best = _looped_blocks(lhs, rhs[:start], return_scores)
+            looped = (num_codes // _SEARCH_CHUNK) * _SEARCH_CHUNK
+            best, scores = _looped_blocks(lhs, rhs[:looped], return_scores)
             if return_scores:
-                best, scores = best[:2], best[2]
                 blocks.append(scores)
-        for start in range(start, num_codes, _SEARCH_CHUNK):
+        for start in range(looped, num_codes, _SEARCH_CHUNK):
             scores = ops.matmul(lhs, ops.transpose(rhs[start : start + _SEARCH_CHUNK]))
             if return_scores:
                 blocks.append(scores)
@@ -772,9 +771,10 @@ def _better_block(best, block_minimum, block_indices):
 
 
 def _looped_blocks(lhs, rhs, return_scores):
-    """`_nearest`'s blocks as one loop, for XLA: `(minimum, index)` per row of `lhs` over the
-    `_SEARCH_CHUNK`-row blocks of `rhs` (a whole number of them), and with `return_scores`
-    the (N, K) scores too, written block by block into one buffer.
+    """`_nearest`'s blocks as one loop, for XLA: `((minimum, index), scores)`, the best code
+    per row of `lhs` over the `_SEARCH_CHUNK`-row blocks of `rhs` (a whole number of them),
+    and with `return_scores` the (N, K) scores, written block by block into one buffer
+    (None without).
 
     Unrolled, as `_nearest` writes them elsewhere, XLA's CPU backend compiles each block's
     matmul on a slice of the codebook into slower code: 8192 vectors against 2048 codes took
@@ -802,9 +802,9 @@ def _looped_blocks(lhs, rhs, return_scores):
     if return_scores:
         state += (ops.zeros((num_rows, rhs.shape[0]), dtype=lhs.dtype),)
     state = ops.fori_loop(0, num_blocks, body, state)  # Python bounds: a scan under JAX
-    if return_scores:
-        state = state[:2] + (_with_matmul_gradient(state[2], lhs, rhs),)
-    return state
+    if not return_scores:
+        return state, None
+    return state[:2], _with_matmul_gradient(state[2], lhs, rhs)
 
 
 def _with_matmul_gradient(scores, lhs, rhs):
