@@ -22,9 +22,9 @@ def pytest_collect_file(file_path, parent):
     return DoctestModule.from_parent(parent, path=file_path)
 
 
-# Examples that read a whole prepared dataset or run a search: in the slow set, like the tests
-# that train on real data.
-_SLOW_EXAMPLE = re.compile(r"data\.load\(|pixel_variance\(|tuning\.search\(")
+# Examples that read a whole prepared dataset, run a search or train a model (each `fit` traces
+# a training step, seconds on a 2-core CPU): in the slow set, like the tests that do.
+_SLOW_EXAMPLE = re.compile(r"data\.load\(|pixel_variance\(|tuning\.search\(|\.fit\(")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -99,6 +99,7 @@ def _receptive_field(encoder, image_shape):
     return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
 
 
+@pytest.mark.slow
 def test_keras_io_architecture_sees_seven_by_seven_pixels_per_code(example, tmp_path):
     import keras
     import numpy as np

@@ -323,6 +323,7 @@ def test_roundtrip_pixelcnn_blocks(tmp_path):
 
 
 @pytest.mark.parametrize("key", list(layers.QUANTIZERS))
+@pytest.mark.slow
 def test_quantizer_trains_in_fit(key):
     """A Dense -> quantizer -> Dense model trains with `fit`: finite losses, weights move."""
     cls = layers.QUANTIZERS[key]

@@ -83,6 +83,7 @@ def _posterior_equals_prior_vae(loc=0.3, log_scale=-2.0):
 
 
 @pytest.mark.parametrize("num_samples", [1, 5])
+@pytest.mark.slow
 def test_vae_bound_is_the_exact_nll_when_posterior_is_prior(num_samples):
     vae = _posterior_equals_prior_vae()
     images = _images()
@@ -110,6 +111,7 @@ def test_vae_elbo_adds_the_closed_form_kl():
     )
 
 
+@pytest.mark.slow
 def test_vae_mse_uses_a_discretized_gaussian_with_the_given_scale():
     vae_mse = _vae(reconstruction_loss="mse")
     for weight in vae_mse.weights:

@@ -21,6 +21,7 @@ def _assert_same_variables(a, b, what):
 
 
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
+@pytest.mark.slow
 def test_save_load_round_trip_and_resume(kind, tmp_path):
     x = quantized_images(4)
     model = compiled(BUILDERS[kind]())

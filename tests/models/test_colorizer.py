@@ -38,6 +38,7 @@ def lightness(rgb):
 
 
 @pytest.mark.parametrize("head", ["classification", "regression"])
+@pytest.mark.slow
 def test_rgb_and_l_inputs_give_the_same_colours(head):
     model = tiny(head)
     rgb = rgb_images(4)
@@ -99,6 +100,7 @@ def test_fit_rebalancing_matches_head_on_skimage_ab():
 
 
 @pytest.mark.parametrize("kind", ["classification", "regression_instance_custom_decoder"])
+@pytest.mark.slow
 def test_save_load_round_trip(kind, tmp_path):
     if kind == "classification":
         model = tiny("classification", head_options={"temperature": 0.2})

@@ -175,6 +175,7 @@ def test_conditional_sampling_uses_the_labels():
 # --- training --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fit_lowers_loss_on_constant_maps_and_reports_accuracy():
     prior = _prior(num_embeddings=16, latent_shape=(4, 4), hidden_channels=32, num_layers=2)
     # Each map holds one code everywhere: only the first position is uncertain, so the loss can
@@ -194,6 +195,7 @@ def test_fit_lowers_loss_on_constant_maps_and_reports_accuracy():
     np.testing.assert_allclose(metrics["loss"], nll, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_compile_default_is_adam_and_fit_takes_arrays():
     prior = _prior()
     prior.compile(optimizer="adam")
@@ -207,6 +209,7 @@ def test_compile_rejects_a_loss_of_its_own():
         _prior().compile(optimizer="adam", loss="mse")
 
 
+@pytest.mark.slow
 def test_unconditional_prior_ignores_labels_of_a_labelled_dataset():
     prior = _prior()
     prior.compile(optimizer="adam")

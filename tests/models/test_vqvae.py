@@ -57,6 +57,7 @@ def test_loss_is_reconstruction_plus_vq_loss(kind):
     np.testing.assert_allclose(logs["vq_loss"], expected, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_perplexity_and_usage_pool_the_whole_pass():
     # evaluate reports the statistics of all codes of the pass, whatever the batch size: a mean
     # of per-batch perplexities would grow with the batch.
@@ -95,6 +96,7 @@ class _RecordCodebook(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.slow
 def test_terminate_on_nan_keeps_ema_codebook(jit_compile):
     model = VQVAE(SHAPE, num_embeddings=8, embedding_dim=4, quantizer="ema", decay=0.5, **CONV)
     model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)

@@ -29,6 +29,7 @@ def _fitted(model, callbacks, epochs=2):
     return model.fit(data, epochs=epochs, callbacks=callbacks, verbose=0)
 
 
+@pytest.mark.slow
 def test_codebook_monitor_matches_numpy_reference(tmp_path):
     keras.utils.set_random_seed(0)
     model = tiny_vqvae()
@@ -61,6 +62,7 @@ def test_codebook_monitor_needs_a_quantizer():
         monitor.on_epoch_end(0, {})
 
 
+@pytest.mark.slow
 def test_reconstruction_images_grid_and_png(tmp_path):
     keras.utils.set_random_seed(0)
     model = tiny_vqvae()
@@ -97,6 +99,7 @@ def _kinds(callbacks):
     return [type(c).__name__ for c in callbacks]
 
 
+@pytest.mark.slow
 def test_default_callbacks_for_the_chief(tmp_path):
     keras.utils.set_random_seed(0)
     model = tiny_vqvae()

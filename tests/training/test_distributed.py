@@ -25,6 +25,7 @@ def _compiled(strategy):
     return model
 
 
+@pytest.mark.slow
 def test_mirrored_two_cpus_match_one_device(mirrored_strategy):
     """2 replicas on halves of each global batch == 1 device on the global batch.
 
