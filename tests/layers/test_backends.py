@@ -87,8 +87,12 @@ import numpy as np
 import keras
 import tfvq.layers as L
 assert keras.backend.backend() == "{backend}", keras.backend.backend()
-x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+{calls}print("tensorflow" in sys.modules)
+"""
+
 # One call of each kind of layer (a call may import what an op needs); all of them construct.
+_LAYER_CALLS = """
+x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
 L.VectorQuantizerEMA(16, 8, kmeans_init=True, dead_code_threshold=1.0)(x, training=True)
 for key, cls in L.QUANTIZERS.items():
     cls.from_sizes(256 if key == "fsq" else 16, 8)
@@ -96,7 +100,6 @@ L.ConvEncoder(8, residual_channels=4)(x[..., :3])
 L.ConvDecoder(3, 8, residual_channels=4), L.LabColorizationHead(), L.MaskedConv2D(4, 3, "A")
 L.RGBToLab()(np.abs(x[..., :3]) / 4)
 L.GatedPixelCNNBlock(8, mask_type="B")
-print("tensorflow" in sys.modules)
 """
 
 # Makes `tfvq` a bare namespace so that `import tfvq.layers` runs no `tfvq/__init__.py`: what
@@ -108,7 +111,12 @@ _STUB = (
 
 
 def _import_smoke(stub):
-    script = _LAYER_SMOKE.format(backend=BACKEND, stub=_STUB.format(root=str(ROOT)) if stub else "")
+    """Whether TensorFlow was loaded: with `stub`, by tfvq.layers' own modules and a call of
+    each layer; without, by `import tfvq.layers` through the package's `__init__` (the calls
+    run the same modules as with the stub, and take 20-30 s under JAX, so they run once)."""
+    script = _LAYER_SMOKE.format(backend=BACKEND,
+                                 stub=_STUB.format(root=str(ROOT)) if stub else "",
+                                 calls=_LAYER_CALLS if stub else "")
     env = {**os.environ, "KERAS_BACKEND": BACKEND, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True,
                           capture_output=True, text=True)
