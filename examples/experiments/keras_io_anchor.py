@@ -41,8 +41,8 @@ results.py runs tfvq with 64 codes, the nearer of the two to keras.io's accuracy
 other targets still met. That 32-channel prior fitted its training codes barely better than
 the test codes (0.661 against 0.658 in its 30th epoch), so results.py now runs a 64-channel
 one (this record, 2026-12-03, AMD EPYC with AVX2: 125 min wall, the prior 71 of them,
-partly beside other jobs). It gained little: its held-out accuracy peaked at 0.664 in epoch 14 and ended at 0.662, while its
-training accuracy rose to 0.682, so it now overfits. The gap to 0.673 is not the prior's size
+partly beside other jobs). It gained little: its held-out accuracy peaked at 0.664 in epoch
+14 and ended at 0.662, while its training accuracy rose to 0.682, so it now overfits. The gap to 0.673 is not the prior's size
 alone: tfvq's test codes have a perplexity of 22.3 against keras.io's 10.6, and a spread-out
 code distribution is harder to predict.
 
