@@ -42,9 +42,9 @@ other targets still met. That 32-channel prior fitted its training codes barely 
 the test codes (0.661 against 0.658 in its 30th epoch), so results.py now runs a 64-channel
 one (this record, 2026-12-03, AMD EPYC with AVX2: 125 min wall, the prior 71 of them,
 partly beside other jobs). It gained little: its held-out accuracy peaked at 0.664 in epoch
-14 and ended at 0.662, while its training accuracy rose to 0.682, so it now overfits. The gap to 0.673 is not the prior's size
-alone: tfvq's test codes have a perplexity of 22.3 against keras.io's 10.6, and a spread-out
-code distribution is harder to predict.
+14 and ended at 0.662, while its training accuracy rose to 0.682, so it now overfits. The gap
+to 0.673 is not the prior's size alone: tfvq's test codes have a perplexity of 22.3 against
+keras.io's 10.6, and a spread-out code distribution is harder to predict.
 
 The defaults (2 + 2 epochs of 200 steps) took 4.3 CPU-minutes (3 min wall, 2026-12-02, Intel
 Xeon, 2 cores, with tfvq on the paper stacks; not remeasured on keras.io's). keras.io's budget is
