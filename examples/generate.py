@@ -16,6 +16,7 @@ tests and notebooks.
 
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -45,6 +46,8 @@ class Config:
     dead_code_threshold: float = 1.0
     prior_channels: int = 64
     prior_layers: int = 6
+    prior_schedule: str = "constant"
+    prior_weight_decay: float = 0.0
     class_conditional: bool = False
     num_samples: int = 32
     temperature: float = 1.0
@@ -56,6 +59,7 @@ class Config:
 
 FLAGS = flags.FLAGS
 ARCHITECTURES = ("paper", "keras_io")
+PRIOR_SCHEDULES = ("constant", "cosine")
 
 
 def define_flags():
@@ -93,6 +97,11 @@ def define_flags():
                        "and makes them harder for the prior to predict.")
     flags.DEFINE_integer("prior_channels", Config.prior_channels, "Width of the PixelCNN prior.")
     flags.DEFINE_integer("prior_layers", Config.prior_layers, "Gated blocks of the prior.")
+    flags.DEFINE_enum("prior_schedule", Config.prior_schedule, PRIOR_SCHEDULES,
+                      "The prior's learning rate over its training: constant, or cosine decay "
+                      "from --learning_rate to 0 at the last step.")
+    flags.DEFINE_float("prior_weight_decay", Config.prior_weight_decay,
+                       "Decoupled weight decay of the prior's optimizer (AdamW); 0: Adam.")
     flags.DEFINE_bool("class_conditional", Config.class_conditional,
                       "Condition the prior on the class label.")
     flags.DEFINE_integer("num_samples", Config.num_samples, "Images to sample for samples.png.")
@@ -167,14 +176,27 @@ def build_vqvae(config, image_shape, data_variance):
     return model
 
 
-def build_prior(config, num_embeddings, latent_shape, num_classes):
+def build_prior(config, num_embeddings, latent_shape, num_classes, total_steps=None):
+    """The compiled prior; `total_steps` (the whole training's) sizes a cosine schedule."""
     import keras
 
     import tfvq
 
     prior = tfvq.PixelCNNPrior(num_embeddings, latent_shape, hidden_channels=config.prior_channels,
                                num_layers=config.prior_layers, num_classes=num_classes)
-    prior.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    learning_rate = config.learning_rate
+    if config.prior_schedule == "cosine":
+        if not total_steps:
+            raise ValueError("prior_schedule='cosine' needs the training's total_steps")
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+    elif config.prior_schedule != "constant":
+        raise ValueError(f"prior_schedule must be one of {PRIOR_SCHEDULES}; got "
+                         f"{config.prior_schedule!r}")
+    if config.prior_weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=config.prior_weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate)
+    prior.compile(optimizer=optimizer)
     return prior
 
 
@@ -235,8 +257,13 @@ def train_and_evaluate(config, workdir):
     num_classes = len(info.class_names) if labelled else None
     spec = train_codes.element_spec
     latent_shape = tuple(int(d) for d in (spec[0] if labelled else spec).shape[1:])
+    train_size = info.num_examples["train"]
+    if config.train_examples:
+        train_size = min(config.train_examples, train_size)
+    prior_steps = config.prior_steps_per_epoch or math.ceil(train_size / config.batch_size)
     prior, _, prior_seconds = common_flags.fit_resumable(
-        lambda: build_prior(config, vqvae.num_embeddings, latent_shape, num_classes),
+        lambda: build_prior(config, vqvae.num_embeddings, latent_shape, num_classes,
+                            total_steps=config.prior_epochs * prior_steps),
         train_codes, config.prior_epochs, workdir, stage="prior",
         steps_per_epoch=config.prior_steps_per_epoch, validation_data=test_codes, verbose=2)
     prior_val = prior.evaluate(test_codes, return_dict=True, verbose=0)

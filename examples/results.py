@@ -95,7 +95,8 @@ RUNS = {
     "keras_io_anchor": Run(
         _EXPERIMENTS + "keras_io_anchor.py",
         flags=("--vqvae_epochs=30", "--prior_epochs=30", "--steps_per_epoch=0",
-               "--num_embeddings=64", "--prior_channels=64")),
+               "--num_embeddings=64", "--prior_channels=64", "--prior_schedule=cosine",
+               "--prior_weight_decay=0.05")),
     # The VQ-VAE paper's CIFAR-10 network (section 4.1) at about one CPU-hour: issue 19's
     # bits/dim anchor, with the gap to the paper's 4.67 split into its terms.
     "paper_bits_per_dim": Run(
@@ -180,6 +181,8 @@ def run_one(name, spec, results_dir=RESULTS_DIR, work_dir=WORK_DIR, resume=False
     from tfvq.utils.machine import describe_cpu  # loads TensorFlow: not for `check`
 
     output = os.path.join(work_dir, name)
+    # A resumed run's wall and CPU time are those of this invocation alone: the record says so.
+    resumed = bool(resume and os.path.isdir(output) and os.listdir(output))
     if not resume and os.path.exists(output):
         shutil.rmtree(output)  # a finished run left there would be loaded, not rerun
     os.makedirs(output, exist_ok=True)
@@ -212,6 +215,7 @@ def run_one(name, spec, results_dir=RESULTS_DIR, work_dir=WORK_DIR, resume=False
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(wall, 1),
         "cpu_time_s": round(cpu, 1),
+        "resumed": resumed,
         "load_average_start": load_average,
         "cpu": describe_cpu(),
         "versions": _versions(),

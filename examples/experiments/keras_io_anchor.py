@@ -90,6 +90,10 @@ def define_flags():
                          "128; keras.io's own model keeps its 128 whatever this says).")
     flags.DEFINE_integer("prior_channels", 32, "Width of tfvq's PixelCNN prior.")
     flags.DEFINE_integer("prior_layers", 6, "Gated blocks of tfvq's PixelCNN prior.")
+    flags.DEFINE_enum("prior_schedule", "constant", ("constant", "cosine"),
+                      "Learning rate of tfvq's prior (examples/generate.py --prior_schedule).")
+    flags.DEFINE_float("prior_weight_decay", 0.0,
+                       "AdamW weight decay of tfvq's prior (0: Adam, keras.io's optimizer).")
     flags.DEFINE_integer("train_examples", 0, "Training images (0: all 60,000; fewer for tests).")
     flags.DEFINE_integer("test_examples", 0, "Test images measured (0: all 10,000).")
     flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -197,6 +201,7 @@ def train_tfvq(run, steps_per_epoch, test_examples):
         num_embeddings=FLAGS.num_embeddings, embedding_dim=KERAS_IO["embedding_dim"],
         architecture=FLAGS.architecture, hidden_channels=FLAGS.hidden_channels,
         prior_channels=FLAGS.prior_channels, prior_layers=FLAGS.prior_layers,
+        prior_schedule=FLAGS.prior_schedule, prior_weight_decay=FLAGS.prior_weight_decay,
         train_examples=FLAGS.train_examples, eval_examples=test_examples,
         learning_rate=KERAS_IO["learning_rate"], seed=FLAGS.seed)
     if FLAGS.data_dir:
@@ -258,8 +263,8 @@ def main(argv):
                    f"of {budget} at batch {FLAGS.batch_size}"),
         "settings": {k: getattr(FLAGS, k) for k in (
             "vqvae_epochs", "prior_epochs", "steps_per_epoch", "batch_size", "architecture",
-            "hidden_channels", "num_embeddings", "prior_channels",
-            "prior_layers", "train_examples", "test_examples", "seed")},
+            "hidden_channels", "num_embeddings", "prior_channels", "prior_layers",
+            "prior_schedule", "prior_weight_decay", "train_examples", "test_examples", "seed")},
         "test_images": len(test_x),
         "data_variance": variance,
         "models": {"keras_io": reference, "tfvq": ours},

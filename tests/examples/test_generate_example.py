@@ -84,6 +84,28 @@ def test_quantizer_flags_reach_the_codebook(example):
     assert not plain.kmeans_init and plain.dead_code_threshold == 0.0
 
 
+def test_prior_schedule_and_weight_decay_flags_reach_the_optimizer(example):
+    import keras
+
+    generate = example("generate")
+    plain = generate.build_prior(generate.Config(prior_channels=8, prior_layers=1), 16, (3, 3),
+                                 None)
+    assert type(plain.optimizer) is keras.optimizers.Adam
+    assert float(plain.optimizer.learning_rate) == pytest.approx(1e-3)
+    config = generate.Config(prior_channels=8, prior_layers=1, prior_schedule="cosine",
+                             prior_weight_decay=0.05)
+    prior = generate.build_prior(config, 16, (3, 3), None, total_steps=100)
+    assert isinstance(prior.optimizer, keras.optimizers.AdamW)
+    assert prior.optimizer.weight_decay == pytest.approx(0.05)
+    schedule = prior.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(50)) == pytest.approx(5e-4)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="total_steps"):
+        generate.build_prior(config, 16, (3, 3), None)
+
+
 def _receptive_field(encoder, image_shape):
     """Pixels whose value changes the latent at the map's centre, as (rows, cols)."""
     import numpy as np

@@ -83,6 +83,11 @@ def test_a_run_is_recorded_with_its_provenance(results, tmp_path):
     assert record["date"][:4].isdigit() and "T" in record["date"]
     assert sorted(os.listdir(out / "job")) == ["figure.png", "m.json"]
     assert record["files"] == ["job/m.json", "job/figure.png"]
+    assert record["resumed"] is False
+    # Run again on the folder kept: the record says that its times are of the resumed part.
+    again = results.run_one("job", spec, results_dir=str(out), work_dir=str(tmp_path / "work"),
+                            root=str(root), resume=True)
+    assert again["resumed"] is True
 
 
 def test_a_failed_run_records_nothing(results, tmp_path):

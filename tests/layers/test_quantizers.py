@@ -770,6 +770,38 @@ def test_ema_options_update_matches_equations(distance, codebook_dim):
         np.testing.assert_allclose(np.linalg.norm(layer.codebook.numpy(), axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_l2_normalize_gradient_is_the_clamped_formulas(dtype):
+    # The hand-written gradient against the Jacobian of x / max(|x|, 1e-12) in NumPy: on
+    # ordinary rows (I - y y^T) / |x|, and below the clamp (zero and 1e-14 rows) I / 1e-12.
+    from tfvq.layers.quantizers import _l2_normalize
+
+    x = rng_data(48, 5, 4).astype(np.float64)
+    x[1] = 0.0
+    x[2] = 1e-14
+    x[3] *= 1e5
+    w = rng_data(49, 5, 4).astype(np.float64)
+    xt = tf.constant(x, dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = _l2_normalize(xt)
+        out = tf.reduce_sum(y * tf.constant(w, dtype))
+    grad = tape.gradient(out, xt).numpy()
+    expected = []
+    for x_row, w_row in zip(x, w, strict=True):
+        norm = max(np.linalg.norm(x_row), 1e-12)
+        unit = x_row / norm
+        jacobian = np.eye(4) / norm
+        if np.linalg.norm(x_row) >= 1e-12:
+            jacobian -= np.outer(unit, unit) / norm
+        expected.append(jacobian.T @ w_row)
+    expected = np.array(expected)
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y.numpy(), x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), rtol=tolerance)
+    np.testing.assert_allclose(grad / np.abs(expected).max(axis=1, keepdims=True),
+                               expected / np.abs(expected).max(axis=1, keepdims=True), atol=tolerance)
+
+
 @pytest.mark.parametrize("cls", QUANTIZERS)
 @pytest.mark.parametrize(
     "options", [{}, {"distance": "cosine"}, {"codebook_dim": 2}, {"distance": "cosine", "codebook_dim": 3}]
