@@ -48,6 +48,7 @@ class Config:
     prior_layers: int = 6
     prior_schedule: str = "constant"
     prior_weight_decay: float = 0.0
+    prior_dropout: float = 0.0
     class_conditional: bool = False
     num_samples: int = 32
     temperature: float = 1.0
@@ -102,6 +103,8 @@ def define_flags():
                       "from --learning_rate to 0 at the last step.")
     flags.DEFINE_float("prior_weight_decay", Config.prior_weight_decay,
                        "Decoupled weight decay of the prior's optimizer (AdamW); 0: Adam.")
+    flags.DEFINE_float("prior_dropout", Config.prior_dropout,
+                       "Dropout rate in each gated block of the prior, in training only.")
     flags.DEFINE_bool("class_conditional", Config.class_conditional,
                       "Condition the prior on the class label.")
     flags.DEFINE_integer("num_samples", Config.num_samples, "Images to sample for samples.png.")
@@ -183,7 +186,8 @@ def build_prior(config, num_embeddings, latent_shape, num_classes, total_steps=N
     import tfvq
 
     prior = tfvq.PixelCNNPrior(num_embeddings, latent_shape, hidden_channels=config.prior_channels,
-                               num_layers=config.prior_layers, num_classes=num_classes)
+                               num_layers=config.prior_layers, num_classes=num_classes,
+                               dropout=config.prior_dropout)
     learning_rate = config.learning_rate
     if config.prior_schedule == "cosine":
         if not total_steps:

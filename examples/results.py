@@ -91,7 +91,8 @@ RUNS = {
     "colorization": Run(_EXPERIMENTS + "colorization.py"),
     "preprocessing": Run(_EXPERIMENTS + "preprocessing.py"),
     # keras.io's MNIST VQ-VAE and tfvq's at keras.io's budget (30 + 30 epochs at batch 128),
-    # tfvq with 64 codes against keras.io's 128 and a prior of 64 channels (32 underfits).
+    # tfvq with 64 codes against keras.io's 128 and a prior of 64 channels (32 underfits),
+    # trained with a cosine learning rate and weight decay (at a constant rate it overfits).
     "keras_io_anchor": Run(
         _EXPERIMENTS + "keras_io_anchor.py",
         flags=("--vqvae_epochs=30", "--prior_epochs=30", "--steps_per_epoch=0",

@@ -257,12 +257,69 @@ def test_gated_block_condition_changes_output_and_must_match_build():
         ({"kernel_size": 4}, "odd integer kernel_size >= 3"),
         ({"kernel_size": 1}, "odd integer kernel_size >= 3"),
         ({"filters": 0}, r"GatedPixelCNNBlock expects filters >= 1 \(an int\); got 0"),
+        ({"dropout": 1.0}, r"GatedPixelCNNBlock expects dropout in \[0, 1\); got 1.0"),
+        ({"dropout": -0.1}, r"expects dropout in \[0, 1\)"),
+        ({"dropout": "0.1"}, r"expects dropout in \[0, 1\)"),
     ],
 )
 def test_gated_block_rejects_bad_arguments(kwargs, message):
     kwargs = {"filters": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         GatedPixelCNNBlock(**kwargs)
+
+
+def test_gated_block_dropout_acts_in_training_only():
+    block = GatedPixelCNNBlock(16, mask_type="B", dropout=0.5)
+    reference = GatedPixelCNNBlock(16, mask_type="B")
+    x = RNG.normal(size=(2, 4, 4, 16)).astype("float32")
+    reference(x, x)
+    block(x, x)
+    block.set_weights(reference.get_weights())
+    expected = [keras.ops.convert_to_numpy(t) for t in reference(x, x)]
+
+    # Inference, by default and when asked: the block is the one without dropout.
+    for training in (None, False):
+        kwargs = {} if training is None else {"training": training}
+        outputs = [keras.ops.convert_to_numpy(t) for t in block(x, x, **kwargs)]
+        np.testing.assert_allclose(outputs[1], expected[1], rtol=1e-6, atol=1e-6)
+    # The direct step a sampler runs is inference too.
+    _, contribution = block.vertical_step(x)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(block.horizontal_step(x, contribution)), expected[1],
+        rtol=1e-6, atol=1e-6)
+
+    v, h = (keras.ops.convert_to_numpy(t) for t in block(x, x, training=True))
+    # Only the horizontal stack drops: the vertical output is unchanged.
+    np.testing.assert_allclose(v, expected[0], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(h, expected[1], atol=1e-3)
+
+
+def test_gated_stack_with_dropout_stays_causal_in_training():
+    blocks = [GatedPixelCNNBlock(4, mask_type="A", dropout=0.3),
+              GatedPixelCNNBlock(4, mask_type="B", dropout=0.3)]
+    height, width = 4, 4
+    x = RNG.normal(size=(1, height, width, 4)).astype("float32")
+    for block in blocks:
+        block(x, x)  # builds the dropout layers
+    generators = [block.horizontal_dropout.seed_generator for block in blocks]
+    states = [keras.ops.convert_to_numpy(g.state) for g in generators]
+
+    def run(x):
+        # The same dropout masks for every input: each run restarts the layers' seed state.
+        for generator, state in zip(generators, states):
+            generator.state.assign(state)
+        vertical = horizontal = x
+        for block in blocks:
+            vertical, horizontal = block(vertical, horizontal, training=True)
+        return keras.ops.convert_to_numpy(horizontal)
+
+    base = run(x)
+    np.testing.assert_array_equal(run(x), base)  # the masks repeat, so differences are causal
+    for p in _positions(height, width):
+        perturbed = x.copy()
+        perturbed[0, p[0], p[1]] += 1.0
+        for q in _changed_positions(base, run(perturbed)):
+            assert _raster_before(p, q), (p, q)
 
 
 def test_gated_block_b_needs_matching_residual_channels():

@@ -275,8 +275,24 @@ def test_keras_round_trip(tmp_path, conditional):
     loaded.fit(tf.data.Dataset.from_tensors(inputs), epochs=1, verbose=0)
 
 
+def test_dropout_acts_in_fit_only_and_reaches_every_block():
+    prior = _prior(dropout=0.5)
+    assert all(block.dropout == 0.5 for block in prior.gated_blocks)
+    codes = _codes(prior)
+    inference = _numpy(prior(codes))
+    np.testing.assert_array_equal(_numpy(prior(codes, training=False)), inference)
+    assert not np.allclose(_numpy(prior(codes, training=True)), inference, atol=1e-4)
+    # evaluate and log_prob see the whole network: they agree with the inference logits.
+    prior.compile(optimizer="adam")
+    metrics = prior.evaluate(codes, verbose=0, return_dict=True, batch_size=3)
+    nll = -_numpy(prior.log_prob(codes)).mean() / codes[0].size
+    np.testing.assert_allclose(metrics["loss"], nll, rtol=1e-4)
+    expected = -(_log_softmax(inference) * np.eye(8)[codes]).sum(axis=-1).mean()
+    np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-4)
+
+
 def test_config_round_trip():
-    prior = _prior(num_classes=5, kernel_size=5, name="prior")
+    prior = _prior(num_classes=5, kernel_size=5, dropout=0.2, name="prior")
     clone = PixelCNNPrior.from_config(prior.get_config())
     assert clone.get_config() == prior.get_config()
     assert clone.count_params() == prior.count_params()
@@ -295,6 +311,7 @@ def test_config_round_trip():
         ({"num_layers": 0}, "num_layers >= 1"),
         ({"num_classes": 0}, "num_classes"),
         ({"kernel_size": 2}, "odd integer kernel_size"),
+        ({"dropout": 1.0}, r"PixelCNNPrior expects dropout in \[0, 1\)"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs, message):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfvq.utils.checks import check_image_shape, check_int, is_int
+from tfvq.utils.checks import check_image_shape, check_int, check_rate, is_int
 
 
 @pytest.mark.parametrize("value, minimum, expected", [
@@ -39,3 +39,12 @@ def test_check_image_shape(bad):
     assert check_image_shape("AE", [8, 8, np.int32(1)]) == (8, 8, 1)
     with pytest.raises(ValueError, match=r"^AE expects input_shape \(height, width, channels\)"):
         check_image_shape("AE", bad)
+
+
+def test_check_rate_takes_zero_to_below_one_and_names_owner_argument_value():
+    assert check_rate("PixelCNNPrior", "dropout", 0) == 0.0
+    assert check_rate("PixelCNNPrior", "dropout", np.float32(0.25)) == 0.25
+    for bad in (1, 1.5, -0.1, True, "0.1", None):
+        with pytest.raises(ValueError,
+                           match=rf"^PixelCNNPrior expects dropout in \[0, 1\); got {bad!r}$"):
+            check_rate("PixelCNNPrior", "dropout", bad)

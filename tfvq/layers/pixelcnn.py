@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfvq.utils.checks import check_int, is_int
+from tfvq.utils.checks import check_int, check_rate, is_int
 
 
 def _check_mask_type(layer_name, mask_type):
@@ -129,6 +129,9 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             kernels.
         mask_type: "A" for the first block (outputs exclude the current position), "B" after.
         kernel_initializer: initializer of all convolution kernels.
+        dropout: rate in [0, 1) of the dropout applied to the horizontal stack's gated
+            activations before its 1 x 1 output convolution, in training only (0 = none). It
+            acts per position and channel, so it never lets a position see its future.
         **kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:
@@ -156,10 +159,12 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         kernel_size=3,
         mask_type="B",
         kernel_initializer="glorot_uniform",
+        dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _check_mask_type("GatedPixelCNNBlock", mask_type)
+        self.dropout = check_rate(self, "dropout", dropout)
         if not (is_int(kernel_size, minimum=3) and kernel_size % 2 == 1):
             raise ValueError(
                 f"GatedPixelCNNBlock expects an odd integer kernel_size >= 3; got {kernel_size!r}"
@@ -188,6 +193,12 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         )
         self.horizontal_output = keras.layers.Conv2D(
             self.filters, 1, name="horizontal_output", **conv_args
+        )
+        # Called without `training`: Keras takes it from the enclosing call (a model's fit), and
+        # a direct call from a sampler, outside any training call, is inference.
+        self.horizontal_dropout = (
+            keras.layers.Dropout(self.dropout, name="horizontal_dropout", dtype=self.dtype_policy)
+            if self.dropout > 0 else None
         )
         self.vertical_condition = None
         self.horizontal_condition = None
@@ -275,7 +286,10 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             condition,
             self.horizontal_condition,
         )
-        out = self.horizontal_output(self._gate(pre_activation))
+        gated = self._gate(pre_activation)
+        if self.horizontal_dropout is not None:
+            gated = self.horizontal_dropout(gated)
+        out = self.horizontal_output(gated)
         if self.mask_type == "B":
             out = out + horizontal
         return out
@@ -298,6 +312,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
                 "kernel_size": self.kernel_size,
                 "mask_type": self.mask_type,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "dropout": self.dropout,
             }
         )
         return config

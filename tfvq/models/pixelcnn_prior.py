@@ -13,7 +13,7 @@ from keras import ops
 
 from tfvq.layers.pixelcnn import GatedPixelCNNBlock
 from tfvq.models.steps import SelfSupervisedModel
-from tfvq.utils.checks import check_int, is_int
+from tfvq.utils.checks import check_int, check_rate, is_int
 from tfvq.utils.elements import split_element
 
 
@@ -61,12 +61,14 @@ class PixelCNNPrior(SelfSupervisedModel):
             and columns per block; about max(h, w) blocks see the whole causal past.
         kernel_size: odd kernel size of the blocks (see `GatedPixelCNNBlock`).
         num_classes: number of classes for a class-conditional prior, or None.
+        dropout: rate in [0, 1) of each block's dropout (see `GatedPixelCNNBlock`), active in
+            `fit` only: `evaluate`, `log_prob` and `sample` see the whole network.
         **kwargs: `keras.Model` arguments (name, dtype, ...).
 
     Call arguments:
         inputs: (B, h, w) integer codes, or a tuple (codes, labels) with (B,) integer labels
             when `num_classes` is set.
-        training: unused (the model has no dropout or normalisation); accepted for Keras.
+        training: whether the blocks' dropout is active (only if `dropout` > 0).
 
     Returns:
         (B, h, w, K) float32 logits of p(z_ij | z_<ij).
@@ -92,6 +94,7 @@ class PixelCNNPrior(SelfSupervisedModel):
         num_layers=8,
         kernel_size=3,
         num_classes=None,
+        dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,6 +119,7 @@ class PixelCNNPrior(SelfSupervisedModel):
         self.num_layers = int(num_layers)
         self.kernel_size = int(kernel_size)
         self.num_classes = None if num_classes is None else int(num_classes)
+        self.dropout = check_rate(self, "dropout", dropout)
 
         # === Layers ===
         self.code_embedding = keras.layers.Embedding(
@@ -131,6 +135,7 @@ class PixelCNNPrior(SelfSupervisedModel):
                 self.hidden_channels,
                 self.kernel_size,
                 mask_type="A" if index == 0 else "B",
+                dropout=self.dropout,
                 name=f"gated_block_{index}",
             )
             for index in range(self.num_layers)
@@ -396,6 +401,7 @@ class PixelCNNPrior(SelfSupervisedModel):
                 "num_layers": self.num_layers,
                 "kernel_size": self.kernel_size,
                 "num_classes": self.num_classes,
+                "dropout": self.dropout,
             }
         )
         return config

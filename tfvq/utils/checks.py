@@ -33,6 +33,30 @@ def check_int(owner, name, value, minimum=1):
     return value
 
 
+def check_rate(owner, name, value):
+    """Returns `value` as a float if it is a number in [0, 1), else raises ValueError.
+
+    For dropout-like rates: 1 would drop everything.
+
+    Args:
+        owner: who checks, as in `check_int`.
+        name: the argument's name.
+        value: what was received.
+
+    Example:
+    >>> check_rate("GatedPixelCNNBlock", "dropout", 0.1)
+    0.1
+    >>> check_rate("GatedPixelCNNBlock", "dropout", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: GatedPixelCNNBlock expects dropout in [0, 1); got 1
+    """
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 <= value < 1):
+        raise ValueError(f"{_name(owner)} expects {name} in [0, 1); got {value!r}")
+    return float(value)
+
+
 def check_image_shape(owner, input_shape):
     """`input_shape` as a tuple `(height, width, channels)` of ints >= 1, else ValueError.
 
