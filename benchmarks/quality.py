@@ -35,6 +35,8 @@ pooled over the validation slice (per level, averaged, for residual VQ). `--kmea
         --dead_code_threshold=2 --learning_rate=3e-4 --schedule=cosine --jit_compile \
         --json=benchmarks/results/quality_fsq.json
     python benchmarks/quality.py --table benchmarks/results/quality_*.json
+    python benchmarks/quality.py --seed_table --baseline=ema1024 \
+        --table benchmarks/results/quality5k_*.json
 
 The notebook's model is also the paper's CIFAR-10 one (section 4.1), so the training run of
 RESULTS.md's issue-3 section (made by the former benchmarks/models.py: Adam 2e-4, restarts
@@ -97,6 +99,10 @@ flags.DEFINE_string("json", None, "Write rows here after every checkpoint.")
 flags.DEFINE_string("results", None, "Markdown file to append the table to.")
 flags.DEFINE_list("table", None, "Print the markdown table of these --json files (one row per "
                   "checkpoint) and exit, training nothing; shell globs work.")
+flags.DEFINE_bool("seed_table", False, "With --table: one row per configuration over its seeds "
+                  "(mean normalised MSE and its 95% interval) instead of one per run.")
+flags.DEFINE_string("baseline", None, "With --seed_table: the preset that the other rows are "
+                    "compared with, seed by seed (e.g. ema1024).")
 
 # Sonnet's notebook (vqvae_example.ipynb, EMA quantizer) at the same steps.
 SONNET_CURVE = {1000: 0.105, 5000: 0.061, 10000: 0.056}
@@ -236,14 +242,9 @@ def _restarts(config):
     return ", ".join(parts) or "none"
 
 
-def markdown_table(paths):
-    """One markdown row per checkpoint of each --json file written by a run of this script."""
-    lines = [
-        "| preset | quantizer | options | k-means / restarts | seed | bits/position | steps | "
-        "train time (s) | steps/s | val normalised MSE | val PSNR (dB) | val usage (pooled) | "
-        "val perplexity (pooled) |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+def _load_records(paths):
+    """`(record, name, config, options)` for each --json file, as the tables label them."""
+    loaded = []
     for path in paths:
         with open(path) as f:
             record = json.load(f)
@@ -255,6 +256,19 @@ def markdown_table(paths):
             if "codebook_size" in config else "-")
         if record["flags"].get("dtype_policy", "float32") != "float32":
             name += f" ({record['flags']['dtype_policy']})"
+        loaded.append((record, name, config, options))
+    return loaded
+
+
+def markdown_table(paths):
+    """One markdown row per checkpoint of each --json file written by a run of this script."""
+    lines = [
+        "| preset | quantizer | options | k-means / restarts | seed | bits/position | steps | "
+        "train time (s) | steps/s | val normalised MSE | val PSNR (dB) | val usage (pooled) | "
+        "val perplexity (pooled) |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for record, name, config, options in _load_records(paths):
         for r in record["rows"]:
             psnr = "-" if r.get("val_psnr") is None else f"{r['val_psnr']:.2f}"
             bits = r.get("bits_per_position", config.get("bits_per_position"))
@@ -266,6 +280,82 @@ def markdown_table(paths):
                 f"{r['steps_per_s']:.2f} | {r['val_nmse']:.4f} | {psnr} | {r['val_usage']:.3f} | "
                 f"{r['val_perplexity_pooled']:.1f} |")
     return "\n".join(lines)
+
+
+def _interval_cells(interval, digits=4):
+    if interval["low"] is None:
+        return [f"{interval['mean']:.{digits}f}", "-"]
+    return [f"{interval['mean']:.{digits}f}",
+            f"[{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"]
+
+
+def seed_table(paths, baseline=None):
+    """Validation normalised MSE over seeds: one markdown row per configuration and checkpoint.
+
+    Runs that differ only in `--seed` are one configuration. Each row gives the mean and its
+    95% Student-t interval (`tfvq.utils.stats.mean_interval`); with `baseline` (a preset's
+    name, e.g. "ema1024", run without extra options) also the difference from the baseline
+    paired by seed, over the seeds both have: same seed, same data order, so the pairing
+    removes the spread that the batches cause.
+
+    Args:
+        paths: --json files written by runs of this script.
+        baseline: the preset the others are compared with, or None.
+
+    Returns:
+        The table, as markdown text.
+    """
+    from tfvq.utils.stats import mean_interval
+
+    groups = {}
+    for record, name, config, options in _load_records(paths):
+        seed = record["flags"].get("seed", 0)
+        label = (name, json.dumps(options) if options else "-", _restarts(config))
+        for r in record["rows"]:
+            runs = groups.setdefault(label + (r["steps"],), {})
+            if seed in runs:
+                raise ValueError(f"seed_table: two runs of {label} with seed {seed}")
+            runs[seed] = r["val_nmse"]
+    header = ("| preset | options | k-means / restarts | steps | seeds | mean val normalised MSE "
+              "| 95% interval |")
+    rule = "| --- | --- | --- | ---: | --- | ---: | --- |"
+    if baseline is not None:
+        header += f" paired difference from {baseline} | 95% interval | verdict |"
+        rule += " ---: | --- | --- |"
+    lines = [header, rule]
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
+        runs = groups[key]
+        cells = list(key[:3]) + [str(key[3]), ", ".join(str(seed) for seed in sorted(runs))]
+        cells += _interval_cells(mean_interval(list(runs.values())))
+        if baseline is not None:
+            cells += _paired_cells(groups, baseline, key, runs)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _paired_cells(groups, baseline, key, runs):
+    from tfvq.utils.stats import mean_interval
+
+    candidates = [k for k in groups if k[0] == baseline and k[1] == "-" and k[3] == key[3]]
+    if len(candidates) != 1:
+        raise ValueError(f"seed_table expects one {baseline} configuration at {key[3]} steps; "
+                         f"found {len(candidates)}")
+    if candidates[0] == key:
+        return ["-", "-", "baseline"]
+    reference = groups[candidates[0]]
+    seeds = sorted(set(runs) & set(reference))
+    if not seeds:
+        return ["-", "-", "no common seed"]
+    difference = mean_interval([runs[seed] - reference[seed] for seed in seeds])
+    if difference["low"] is None:
+        verdict = "undetermined (one seed)"
+    elif difference["high"] < 0:
+        verdict = "lower"
+    elif difference["low"] > 0:
+        verdict = "higher"
+    else:
+        verdict = "no detectable difference"
+    return _interval_cells(difference) + [verdict]
 
 
 def _quantizer_flags():
@@ -291,7 +381,8 @@ def _quantizer_flags():
 def main(argv):
     if FLAGS.table:
         # A shell glob after --table gives one path to the flag and the rest as arguments.
-        print(markdown_table(FLAGS.table + argv[1:]))
+        paths = FLAGS.table + argv[1:]
+        print(seed_table(paths, FLAGS.baseline) if FLAGS.seed_table else markdown_table(paths))
         return
     del argv
     import keras

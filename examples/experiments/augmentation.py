@@ -61,6 +61,8 @@ Larger still: --dataset=cifar10 --num_embeddings=256 --hidden_channels=64 --vq_s
 
 from absl import app, flags
 
+from tfvq.utils.stats import mean_interval
+
 import common
 
 FLAGS = flags.FLAGS
@@ -89,26 +91,6 @@ flags.DEFINE_integer("vae_steps", 300, "VAE training steps.")
 flags.DEFINE_integer("classifier_steps", 200, "Classifier training steps (same for every set).")
 
 AUGMENTERS = ("recon", "pixelcnn", "vae")
-
-
-def mean_interval(values, confidence=0.95):
-    """Mean of `values` with its Student-t interval: mean ± t(n - 1) * s / sqrt(n).
-
-    s is the sample standard deviation (ddof 1). With fewer than two values the spread is
-    unknown and the interval None. scipy is installed with scikit-learn, a tfvq dependency.
-    """
-    import numpy as np
-    from scipy import stats
-
-    x = np.asarray(values, np.float64)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return {"mean": mean, "low": None, "high": None, "half_width": None, "std": None,
-                "n": len(x), "confidence": confidence}
-    std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * std / np.sqrt(len(x))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "half_width": half,
-            "std": std, "n": len(x), "confidence": confidence}
 
 
 def verdict(interval):

@@ -132,6 +132,54 @@ def test_markdown_table_reads_the_json_rows(tmp_path):
                      "24.50", "0.900", "28.3"]
 
 
+def _write_run(tmp_path, preset, seed, nmse, options=None):
+    record = dict(
+        flags=dict(preset=preset, seed=seed),
+        quantizer=dict(quantizer="ema", bits_per_position=10.0,
+                       quantizer_options=dict(options or {}, kmeans_init=True,
+                                              dead_code_threshold=1.0, seed=seed)),
+        rows=[dict(steps=5000, seconds=1.0, steps_per_s=1.0, val_nmse=nmse, val_psnr=25.0,
+                   val_usage=1.0, val_perplexity_pooled=900.0)],
+    )
+    path = tmp_path / f"{preset}_{json.dumps(options)}_{seed}.json"
+    path.write_text(json.dumps(record))
+    return str(path)
+
+
+def _cells(line):
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_seed_table_pools_seeds_and_pairs_them_with_the_baseline(tmp_path):
+    from scipy import stats
+
+    base = {0: 0.052, 1: 0.050, 2: 0.054}
+    # Lower than the baseline by 0.001 to 0.002 on every seed: a paired difference of known sign
+    # that the seeds' own spread (0.002) would hide unpaired.
+    other = {0: 0.0505, 1: 0.0490, 2: 0.0525}
+    paths = [_write_run(tmp_path, "ema1024", seed, v) for seed, v in base.items()]
+    paths += [_write_run(tmp_path, "ema_factorized1024", seed, v, {"codebook_dim": 16})
+              for seed, v in other.items()]
+    paths.append(_write_run(tmp_path, "fsq", 0, 0.06))
+    lines = quality.seed_table(paths, baseline="ema1024").splitlines()
+    assert len(lines) == 5
+    rows = {cells[0]: cells for cells in map(_cells, lines[2:])}
+    assert rows["ema1024"][4:7] == ["0, 1, 2", "0.0520", "[0.0470, 0.0570]"]
+    assert rows["ema1024"][-1] == "baseline"
+    factorized = rows["ema_factorized1024"]
+    assert factorized[1] == '{"codebook_dim": 16}' and factorized[3] == "5000"
+    differences = np.array([other[s] - base[s] for s in base])
+    low, high = stats.t.interval(0.95, 2, loc=differences.mean(), scale=stats.sem(differences))
+    assert factorized[7:] == [f"{differences.mean():.4f}", f"[{low:.4f}, {high:.4f}]", "lower"]
+    assert rows["fsq"][4:] == ["0", "0.0600", "-", "0.0080", "-", "undetermined (one seed)"]
+    # Without a baseline the comparison columns go.
+    assert len(_cells(quality.seed_table(paths).splitlines()[2])) == 7
+    with pytest.raises(ValueError, match="one rvq2x32 configuration"):
+        quality.seed_table(paths, baseline="rvq2x32")
+    with pytest.raises(ValueError, match="two runs"):
+        quality.seed_table(paths + paths[:1])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--preset=fsq", "--num_embeddings=512"], "without --num_embeddings"),
     (["--quantizer_options=[1]"], "JSON dict"),
