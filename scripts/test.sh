@@ -3,8 +3,9 @@
 # Usage: bash scripts/test.sh [pytest args]     e.g. bash scripts/test.sh -m "not slow"
 # Runs on 2 processes (pytest-xdist, work stealing: the minute-long tests at the end no longer
 # leave one process idle; 9 min 29 s against 10 min 55 s with the default scheduling).
-# Then the layers' backend tests again under JAX and under torch, one process per backend
-# (Keras reads KERAS_BACKEND once, at import); the pytest args are passed on to them too.
+# Then the layers' backend tests again under JAX and under torch, one pytest run per backend
+# (Keras reads KERAS_BACKEND once, at import), each on 2 processes too; the pytest args are
+# passed on to them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test
@@ -15,6 +16,9 @@ python -m pytest -n 2 --dist worksteal "$@"
 reference_dir="$(mktemp -d)"
 trap 'rm -rf "$reference_dir"' EXIT
 export TFVQ_TF_REFERENCE="$reference_dir/tf_reference.npz"
+# Written before the runs start: two processes that both found it missing would both write it.
+python tests/layers/backend_cases.py "$TFVQ_TF_REFERENCE"
 for backend in jax torch; do
-    KERAS_BACKEND="$backend" python -m pytest tests/layers/test_backends.py "$@"
+    KERAS_BACKEND="$backend" python -m pytest -n 2 --dist worksteal \
+        tests/layers/test_backends.py "$@"
 done
