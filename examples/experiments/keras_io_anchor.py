@@ -48,8 +48,13 @@ prior with a cosine decay of the learning rate to 0 and AdamW's weight decay 0.0
 accuracy 0.679 (this record, 2026-12-03, AVX2; resumed, so its times cover only the part
 after an interruption at the prior's 11th epoch, and the VQ-VAE is the f3f5bd6 run's, which
 the code since has not changed). `--prior_dropout` adds dropout inside the prior's gated
-blocks. The gap to 0.673 is not the prior's alone: tfvq's test codes have a perplexity of
-22.3 against keras.io's 10.6, and a spread-out code distribution is harder to predict.
+blocks; at 0.1 it did not help: 0.666 on the test codes, training accuracy 0.669 (2026-12-04,
+AMD EPYC with AVX-512, commit 7e1785f, 101 min wall;
+results/probes/keras_io_anchor_dropout0.1.json), so the record runs without it. That run
+retrained its VQ-VAE too, whose test codes came out at perplexity 24.2 (22.3 in the record), so
+it does not isolate dropout. The gap to 0.673 is not the prior's alone: tfvq's test codes have
+a perplexity of 22.3 against keras.io's 10.6, and a spread-out code distribution is harder to
+predict.
 
 The defaults (2 + 2 epochs of 200 steps) took 4.3 CPU-minutes (3 min wall, 2026-12-02, Intel
 Xeon, 2 cores, with tfvq on the paper stacks; not remeasured on keras.io's). keras.io's budget is
