@@ -865,6 +865,35 @@ def test_rotation_gradient_degenerate_vectors(embedding_dim):
         np.testing.assert_allclose(jacobians[row] @ x.numpy()[row], q[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("angle", [120.0, 150.0])  # the closed form, and the batch sent to _rotate_to
+def test_rotation_term_gradient_is_the_householder_matrix(dtype, angle):
+    # _rotation_term's value is 0 and its gradient the explicit |q| / |e| R, on rows at random
+    # angles and one at `angle` degrees, plus a zero input (passed straight through) and a zero
+    # code (a zero gradient).
+    from tfvq.layers.quantizers import _rotation_term
+
+    d = 6
+    e = rng_data(51, 9, d).astype(np.float64)
+    q = np.abs(rng_data(52, 9, d)).astype(np.float64) + 0.1
+    e[:7] = np.abs(e[:7])  # within 90 degrees of their codes
+    basis = np.linalg.qr(rng_data(53, d, 2).astype(np.float64))[0].T
+    radians = np.deg2rad(angle)
+    e[7], q[7] = 3.0 * basis[0], 0.5 * (np.cos(radians) * basis[0] + np.sin(radians) * basis[1])
+    e[8], q[6] = 0.0, 0.0
+    g = rng_data(54, 9, d).astype(np.float64)
+    et = tf.constant(e, dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(et)
+        out = _rotation_term(et, tf.constant(q, dtype))
+    grad = tape.gradient(out, et, output_gradients=tf.constant(g, dtype)).numpy()
+    np.testing.assert_array_equal(out.numpy(), 0.0)
+    expected = [np_rotation_matrix(e_row, q_row).T @ g_row for e_row, q_row, g_row in zip(e[:6], q[:6], g[:6])]
+    expected += [np.zeros(d), np_rotation_matrix(e[7], q[7]).T @ g[7], g[8]]
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(grad, np.array(expected), rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.parametrize("cls", QUANTIZERS)
 @pytest.mark.parametrize("codebook_dim", [None, 2])
 def test_factorized_codes_train_the_projections(cls, codebook_dim):

@@ -375,10 +375,10 @@ class _VectorQuantizerBase(Quantizer):
 
         outputs = z + ops.stop_gradient(quantized - z)  # straight-through estimator
         if self.gradient == "rotation":
-            # The same values, bit for bit (rotated - sg(rotated) is exactly 0), and the
-            # rotation's Jacobian backwards.
-            rotated = _rotate_to(finite_z, ops.stop_gradient(quantized))
-            outputs = ops.stop_gradient(outputs) + (rotated - ops.stop_gradient(rotated))
+            # The same values, bit for bit (the term added is exactly 0), and the rotation's
+            # Jacobian backwards.
+            rotation = _rotation_term(finite_z, ops.stop_gradient(quantized))
+            outputs = ops.stop_gradient(outputs) + rotation
         if self.codebook_dim is not None:
             outputs = self.project_out(outputs)
         outputs = ops.reshape(outputs, ops.shape(inputs))
@@ -918,6 +918,87 @@ def _norm(x):
     return ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
 
 
+def _rotation_term(e, q):
+    """Zeros shaped like `e`, whose gradient is the rotation trick's: `sg(|q| / |e| R)^T g`.
+
+    `R = I - 2 r r^T + 2 q^ e^T` as in `_rotate_to`. Written out, `R^T g` is `g + a e + b q`
+    with two numbers a, b per row, made of the dot products e.q, e.g and q.g and the norms, so
+    a hand-written gradient needs no (N, D) intermediates: autodiff of `_rotate_to` added
+    10.7 ms to the EMA layer's training step at K = 512 on (128, 8, 8, 64) inputs, this adds
+    2.9 ms (14.5 ms straight-through; AMD EPYC, AVX2, 2 cores). Through r = (e^ + q^) /
+    |e^ + q^| and `|e^ + q^|^2 = 2 + 2 e^.q^` the closed form loses precision as e^ nears
+    -q^, so a batch with any row where `2 + 2 e^.q^ < 1/2` (an angle over about 139 degrees)
+    takes `_rotate_to` instead, which also handles e^ = -q^. A nearest code at such an angle
+    needs an input much shorter than the codes around it, and in many dimensions it is rare;
+    a batch of 2-4-dimensional factorized codes may hold one, and costs then what autodiff
+    costs.
+
+    Args:
+        e: (N, D) inputs, which receive the gradient.
+        q: (N, D) codes, carrying no gradient.
+
+    Returns:
+        (N, D) zeros in `e`'s dtype.
+    """
+    e_square = ops.sum(ops.square(e), axis=-1, keepdims=True)
+    q_square = ops.sum(ops.square(q), axis=-1, keepdims=True)
+    dot = ops.sum(e * q, axis=-1, keepdims=True)
+    moved = e_square > _ROTATION_MIN_NORM**2
+    inv_e = ops.rsqrt(ops.maximum(e_square, _ROTATION_MIN_NORM**2))
+    inv_q = ops.rsqrt(ops.maximum(q_square, 1e-30))  # a zero code has q^ = 0
+    # |e^ + q^|^2, with |q^| = 0 for a zero code.
+    bisector_square = (
+        e_square * ops.square(inv_e) + q_square * ops.square(inv_q) + 2.0 * dot * inv_e * inv_q
+    )
+    wide = ops.logical_and(moved, bisector_square < 0.5)
+
+    def exact():
+        rotated = _rotate_to(e, q)
+        return rotated - ops.stop_gradient(rotated)
+
+    def fast():
+        scale = ops.where(moved, ops.sqrt(q_square) * inv_e, ops.ones_like(inv_e))
+        zero = ops.zeros_like(scale)
+        # Per row: the scale, and the factors of e and q in R^T g; zero for the rows passed
+        # straight through.
+        rows = ops.concatenate(
+            [
+                scale,
+                ops.where(moved, scale * inv_e, zero),
+                ops.where(moved, scale * inv_q, zero),
+                inv_e,
+                inv_q,
+                1.0 / ops.maximum(bisector_square, 0.5),
+            ],
+            axis=-1,
+        )
+        return _rotation_zeros(e, q, ops.stop_gradient(rows))
+
+    return ops.cond(ops.any(wide), exact, fast)
+
+
+@ops.custom_gradient
+def _rotation_zeros(e, q, rows):
+    def grad(*args, upstream=None):
+        if upstream is None:  # the backends pass it by position or by name
+            (upstream,) = args
+        scale, e_factor, q_factor, inv_e, inv_q, inv_bisector = (
+            rows[:, i : i + 1] for i in range(6)
+        )
+        # R^T g = g - 2 r (r.g) + 2 e^ (q^.g) = g + e^ (2 q^.g - c) - q^ c, with
+        # c = 2 (e^ + q^).g / |e^ + q^|^2.
+        along_e = ops.sum(e * upstream, axis=-1, keepdims=True) * inv_e
+        along_q = ops.sum(q * upstream, axis=-1, keepdims=True) * inv_q
+        c = 2.0 * (along_e + along_q) * inv_bisector
+        return (
+            scale * upstream + (e_factor * (2.0 * along_q - c)) * e - (q_factor * c) * q,
+            ops.zeros_like(q),
+            ops.zeros_like(rows),
+        )
+
+    return ops.zeros_like(e), grad
+
+
 def _rotate_to(e, q):
     """Rows of `e` rotated and rescaled onto the rows of `q`, the map held constant.
 
@@ -951,7 +1032,10 @@ def _rotate_to(e, q):
         + 2.0 * q_hat * ops.sum(e_hat * e, axis=1, keepdims=True)
     )
     scale = ops.stop_gradient(q_norm / ops.maximum(e_norm, _ROTATION_MIN_NORM))
-    return ops.where(e_norm > _ROTATION_MIN_NORM, scale * rotated, e)
+    # A 0/1 mask, not `where`: the gradient would keep the boolean mask, and TensorFlow's type
+    # inference warns when the two branches of `_rotation_term`'s cond keep different dtypes.
+    moved = ops.cast(e_norm > _ROTATION_MIN_NORM, e.dtype)
+    return moved * (scale * rotated) + (1.0 - moved) * e
 
 
 def _smoothed_sizes(cluster_size, epsilon):
