@@ -552,7 +552,7 @@ def format_table(rows, backend="tensorflow"):
     ]
     for row in rows:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
-        memory = "" if row["peak_mib"] is None else f"{row['peak_mib']:.0f}"
+        memory = "" if row["peak_mib"] is None else report.format_mib(row["peak_mib"])
         lines.append(
             f"| {labels[row['library']]} | {NAMES[row['quantizer']]} | {row['K']} | "
             f"{row['ms']:.2f} | {ratio} | {memory} |"

@@ -50,6 +50,16 @@ def publish(text, path=None, section=None):
         write_results(path, text, section)
 
 
+def format_mib(value):
+    """A memory figure in MiB: one decimal below 10, whole MiB above.
+
+    Whole MiB made 1.4 against 1.6 MiB read "1 against 2": three fresh processes of the
+    quantizer benchmark's FSQ row gave 1.2-1.6 MiB for tfvq and 1.3-1.8 MiB for
+    vector-quantize-pytorch (AMD EPYC, AVX2).
+    """
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
 def cpu_model():
     """The CPU a figure was measured on: `tfvq.utils.machine.describe_cpu`, the one reader of
     /proc/cpuinfo (name, the vector extensions that change the fast paths, core count)."""

@@ -57,3 +57,8 @@ def test_cpu_model_reads_proc_cpuinfo():
         names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
     assert report.cpu_model().startswith(names[0] if names else "")
     assert report.cpu_model().endswith(" cores)")
+
+
+def test_memory_below_10_mib_keeps_a_decimal():
+    figures = [report.format_mib(v) for v in (0.0, 1.265625, 1.6, 9.94, 10.2, 1558.4)]
+    assert figures == ["0.0", "1.3", "1.6", "9.9", "10", "1558"]
