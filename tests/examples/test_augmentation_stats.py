@@ -26,6 +26,7 @@ def _call(function, arguments):
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow  # the child process imports TensorFlow (through tfvq): 6-13 s for a table lookup
 def test_verdict_reads_the_interval():
     intervals = [{"low": 0.01, "high": 0.03}, {"low": -0.03, "high": -0.01},
                  {"low": -0.01, "high": 0.02}, {"low": None, "high": None}]

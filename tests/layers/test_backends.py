@@ -308,6 +308,9 @@ def test_state_updates_inside_fit(cls):
 # --- Training and .keras round trips ----------------------------------------------------------
 
 
+# On TensorFlow each layer's own tests round-trip it through `.keras` already (with every
+# option), so there this run is in the slow set (22 s of the fast set's time on AVX2).
+@(pytest.mark.slow if BACKEND == "tensorflow" else lambda test: test)
 @pytest.mark.parametrize("name", _case_params(n for n in cases.CASES if "pixelcnn" not in n))
 def test_roundtrip_through_keras_file(name, tmp_path):
     model, inputs = cases.as_model(name)

@@ -97,7 +97,7 @@ def test_forward_matches_numpy(cls, shape, training):
     np.testing.assert_allclose(layer.losses[0], ref["loss"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("jit_compile", [None, True])
+@pytest.mark.parametrize("jit_compile", [None, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("cls", QUANTIZERS)
 def test_nearest_search_over_codebook_chunks(cls, jit_compile):
     # More codes than one search block (512), the last block partial. Under XLA the two whole
@@ -651,6 +651,12 @@ OPTIONS = [
     {"distance": "cosine", "codebook_dim": 2, "gradient": "rotation"},
 ]
 OPTION_IDS = ["cosine", "factorized", "rotation", "all"]
+# For the tests that compile under XLA: "all" (every option at once) in the fast set, each
+# option alone in the slow set.
+OPTIONS_ALL_FAST = [
+    pytest.param(o, id=i, marks=() if i == "all" else pytest.mark.slow)
+    for o, i in zip(OPTIONS, OPTION_IDS, strict=True)
+]
 
 
 def np_unit(x):
@@ -1052,7 +1058,7 @@ def test_return_info_runs_one_score_matmul_per_block(cls, num_codes, matmuls, mo
 
 
 @pytest.mark.parametrize("cls", QUANTIZERS)
-@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+@pytest.mark.parametrize("options", OPTIONS_ALL_FAST)
 def test_options_under_xla_match_eager(cls, options):
     eager = make_options(cls, dead_code_threshold=0.5, **options)
     compiled = make_options(cls, dead_code_threshold=0.5, **options)
@@ -1105,7 +1111,7 @@ def test_mirrored_options_match_single_device(strategy, cls, options):
 
 
 @pytest.mark.parametrize("cls", QUANTIZERS)
-@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+@pytest.mark.parametrize("options", OPTIONS_ALL_FAST)
 def test_options_empty_batch(cls, options):
     layer = make_options(cls, kmeans_init=True, dead_code_threshold=1.0, **options)
     layer.initialized.assign(0.0)

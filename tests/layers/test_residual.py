@@ -425,7 +425,7 @@ def test_empty_batch(quantizer, jit_compile):
 
 
 @pytest.mark.parametrize("quantizer", ["vq", "ema"])
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_non_finite_rows_change_no_statistic(quantizer, jit_compile):
     codebooks = make_codebooks(13, 3, 6, 3)
     layer = make(3, 6, 3, quantizer, codebooks, dead_code_threshold=2.0, quantize_dropout=0.5)
