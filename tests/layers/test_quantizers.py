@@ -900,6 +900,25 @@ def test_rotation_term_gradient_is_the_householder_matrix(dtype, angle):
     np.testing.assert_allclose(grad, np.array(expected), rtol=tolerance, atol=tolerance)
 
 
+def test_rotation_term_passes_overflowing_rows_straight_through():
+    # |e|^2 overflows float32 in the middle row: its gradient is g, not NaN, and the other
+    # rows keep theirs.
+    from tfvq.layers.quantizers import _rotation_term
+
+    e = np.abs(rng_data(55, 3, 4)).astype(np.float64) + 0.1
+    q = np.abs(rng_data(56, 3, 4)).astype(np.float64) + 0.1
+    e[1] = 3e19
+    g = rng_data(57, 3, 4).astype(np.float64)
+    et = tf.constant(e, "float32")
+    with tf.GradientTape() as tape:
+        tape.watch(et)
+        out = _rotation_term(et, tf.constant(q, "float32"))
+    grad = tape.gradient(out, et, output_gradients=tf.constant(g, "float32")).numpy()
+    np.testing.assert_allclose(grad[1], g[1], rtol=1e-6)
+    for row in (0, 2):
+        np.testing.assert_allclose(grad[row], np_rotation_matrix(e[row], q[row]).T @ g[row], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cls", QUANTIZERS)
 @pytest.mark.parametrize("codebook_dim", [None, 2])
 def test_factorized_codes_train_the_projections(cls, codebook_dim):
