@@ -926,13 +926,14 @@ def _rotation_term(e, q):
     a hand-written gradient needs no (N, D) intermediates: autodiff of `_rotate_to` added
     7.8-10.7 ms to the EMA layer's training step at K = 512 on (128, 8, 8, 64) inputs, this
     adds 2.9-3.0 ms (12.8-14.5 ms straight-through; two runs on an AMD EPYC with AVX2, 2
-    cores). Through r = (e^ + q^) /
-    |e^ + q^| and `|e^ + q^|^2 = 2 + 2 e^.q^` the closed form loses precision as e^ nears
-    -q^, so a batch with any row where `2 + 2 e^.q^ < 1/2` (an angle over about 139 degrees)
-    takes `_rotate_to` instead, which also handles e^ = -q^. A nearest code at such an angle
-    needs an input much shorter than the codes around it, and in many dimensions it is rare;
-    a batch of 2-4-dimensional factorized codes may hold one, and costs then what autodiff
-    costs.
+    cores).
+
+    Through `r = (e^ + q^) / |e^ + q^|` and `|e^ + q^|^2 = 2 + 2 e^.q^` the closed form loses
+    precision as e^ nears -q^, so a batch with any row where `2 + 2 e^.q^ < 1/2` (an angle
+    over about 139 degrees) takes `_rotate_to` instead, which also handles e^ = -q^. A nearest
+    code at such an angle needs an input much shorter than the codes around it, and in many
+    dimensions it is rare; a batch of 2-4-dimensional factorized codes may hold one, and
+    costs then what autodiff costs.
 
     Args:
         e: (N, D) inputs, which receive the gradient.
