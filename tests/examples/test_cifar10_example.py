@@ -30,7 +30,7 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
             args = [
                 sys.executable, str(SCRIPT), f"--output_dir={tmp_path / f'worker{index}'}",
                 f"--data_dir={cifar10_data_dir}", "--strategy=multiworker", "--epochs=1",
-                "--steps_per_epoch=20", "--eval_examples=256", "--jit_compile=false",
+                "--steps_per_epoch=6", "--eval_examples=64", "--jit_compile=false",
                 "--batch_size=16", "--hidden_channels=8", "--residual_channels=4",
                 "--num_residual_layers=1", "--num_embeddings=16", "--embedding_dim=4",
             ]
@@ -51,7 +51,7 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
         assert (chief / name).stat().st_size > 0, name
         assert not (other / name).exists(), name
     metrics = json.loads((chief / "metrics.json").read_text())
-    assert metrics["workers"] == 2 and metrics["steps"] == 20
+    assert metrics["workers"] == 2 and metrics["steps"] == 6
     fingerprints = [re.findall(r"Worker (\d) final weights sha256 ([0-9a-f]{64})", out)
                     for out in outputs]
     assert fingerprints[0] == [("0", metrics["weights_sha256"])], outputs[0][-2000:]
