@@ -3,8 +3,9 @@
 One step is a forward and backward pass in training mode: `loss = sum(outputs) + quantizer loss`,
 gradients with respect to the inputs and (for the learned-codebook quantizers) the codebook; the
 EMA quantizers also update their statistics. Every library starts from the same inputs and the
-same codebook. Times are medians over `--runs` interleaved rounds (one step of every row per
-round) after `--warmup` steps of each. Peak memory is measured in a fresh process per row.
+same codebook. Times are medians over `--runs` interleaved rounds (in each, every row runs an
+untimed lead-in step and then `--burst` steps timed back to back, as a training loop runs them)
+after `--warmup` steps of each. Peak memory is measured in a fresh process per row.
 
 Also checks that `tfvq.layers.VectorQuantizer` reproduces `snt.nets.VectorQuantizer` (quantized
 output, loss, perplexity, indices) on the same inputs and codebook.
@@ -60,6 +61,15 @@ flags.DEFINE_float(
     "Pause after each timed step (untimed), so that one library's spinning worker threads "
     "(OpenMP in torch, Eigen in TensorFlow) do not steal a core from the next row's step.",
 )
+flags.DEFINE_integer(
+    "burst", 3,
+    "Steps timed back to back per row and round, after one untimed lead-in step; the row's "
+    "time is the burst's over its steps. A training loop runs its steps back to back, and a "
+    "lone step after the settle pause times how fast the machine wakes its idle cores too.",
+)
+flags.DEFINE_bool("lead_in", True,
+                  "Run one untimed step before each row's burst (--nolead_in --burst=1: one "
+                  "step timed after each pause, how the sections before 2026-12-07 were timed).")
 flags.DEFINE_bool("memory", True, "Measure peak memory, one subprocess per row.")
 flags.DEFINE_string("results", None,
                     "Markdown file whose '## Quantizer, <CPU>, <AVX kind> (issues 2, 16, 17)' "
@@ -103,12 +113,17 @@ NOTES = """\
   update their statistics. Same inputs in every library, and the same codebook wherever the
   shapes allow (not the factorized or residual rows). With `--return_info` the tfvq rows also
   return indices, distances, counts and perplexity, as Sonnet's always does.
-- Time: median of the interleaved rounds (one step of each row per round, an untimed 50 ms
-  pause after each step so that one library's spinning worker threads do not slow the next
-  row), after 3 warm-up steps. TensorFlow rows run in `tf.function`; the ratio is this row's
-  time over tfvq's (`tf.function`, no XLA) on the same quantizer and K, so > 1 means tfvq is
-  faster. The bare search row is the floor of any codebook search: one (N, D) x (D, K) matmul
-  and the row argmin, forward only.
+- Time: median of the interleaved rounds, after 3 warm-up steps. In each round every row runs
+  one untimed lead-in step, then `--burst` steps (3 by default) timed back to back, whose mean
+  is the round's time, then an untimed 50 ms pause so that one library's spinning worker
+  threads do not slow the next row. The lead-in wakes the cores the pause let sleep: a step
+  timed alone after the pause times the machine's wake-up too (`benchmarks/pause.py`), and on
+  a 2-vCPU AMD EPYC VM the EMA layer's `jit_compile` row at K = 2048 read 1.00-1.35x the
+  plain step that way in three runs beside vector-quantize-pytorch's rows, against 0.82-0.95x
+  timed as here (the sections measured before 2026-12-07 timed one step after each pause:
+  `--nolead_in --burst=1`). TensorFlow rows run in `tf.function`; the ratio is this row's time over tfvq's (`tf.function`, no XLA) on the
+  same quantizer and K, so > 1 means tfvq is faster. The bare search row is the floor of any
+  codebook search: one (N, D) x (D, K) matmul and the row argmin, forward only.
 - Peak memory: in a fresh process per row, after one untimed step, the heap is trimmed
   (`malloc_trim`) and the peak-RSS counter reset; the figure is the peak RSS of 3 further
   steps minus the RSS before them: what a steady-state step allocates anew (the (N, K)
@@ -434,10 +449,15 @@ def make_step(library, quantizer, x, codebook, levels=None):
     raise ValueError(f"unknown library {library!r}; expected one of {sorted(LABELS)}")
 
 
-def time_interleaved(steps, warmup, runs, settle=0.05):
+def time_interleaved(steps, warmup, runs, settle=0.05, burst=1, lead_in=True):
     """Median seconds per call of each callable, calling them in turn `runs` times.
 
-    `settle` seconds of sleep follow every call, outside the timed interval.
+    In each round a row runs one untimed lead-in call (with `lead_in`), then `burst` calls
+    timed together (the time per call is their total over `burst`), then `settle` seconds of
+    sleep, untimed: the pause lets one library's spinning worker threads stop before the next
+    row, and the lead-in wakes the cores the pause let sleep, so that the burst times steps as
+    a training loop runs them, back to back. A call timed alone right after the pause times
+    the machine's wake-up too, and unevenly (`benchmarks/pause.py`).
     """
     for step in steps.values():
         for _ in range(warmup):
@@ -445,9 +465,12 @@ def time_interleaved(steps, warmup, runs, settle=0.05):
     times = {name: [] for name in steps}
     for _ in range(runs):
         for name, step in steps.items():
+            if lead_in:
+                step()
             start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(burst):
+                step()
+            times[name].append((time.perf_counter() - start) / burst)
             time.sleep(settle)
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -497,7 +520,7 @@ def check_against_sonnet(num_embeddings, shape, seed=1):
 
 
 def run(codebook_sizes, shape, libraries, quantizers, warmup, runs, threads, memory, settle=0.05,
-        backend="tensorflow", levels=(8, 5, 5, 5)):
+        backend="tensorflow", levels=(8, 5, 5, 5), burst=1, lead_in=True):
     """Times every (library, quantizer, K) row; returns a list of row dicts.
 
     The fsq rows run once, on inputs whose last axis is `len(levels)`, with K = prod(levels).
@@ -523,7 +546,7 @@ def run(codebook_sizes, shape, libraries, quantizers, warmup, runs, threads, mem
                 step = make_step(library, quantizer, x, codebook, levels)
                 if step is not None:
                     steps[(library, quantizer)] = step
-        times = time_interleaved(steps, warmup, runs, settle)
+        times = time_interleaved(steps, warmup, runs, settle, burst, lead_in)
         for quantizer in group:
             base = times.get(("tfvq", quantizer))
             for library in libraries:
@@ -595,7 +618,8 @@ def main(argv):
         return
     sizes = [int(k) for k in FLAGS.codebook_sizes]
     rows = run(sizes, shape, libraries, FLAGS.quantizers, FLAGS.warmup, FLAGS.runs,
-               FLAGS.threads, FLAGS.memory, FLAGS.settle_ms / 1e3, FLAGS.backend, levels)
+               FLAGS.threads, FLAGS.memory, FLAGS.settle_ms / 1e3, FLAGS.backend, levels,
+               FLAGS.burst, FLAGS.lead_in)
     table = format_table(rows, FLAGS.backend)
     searched = [q for q in FLAGS.quantizers if q in ("vq", "ema")]
     checks = ([check_against_sonnet(k, shape) for k in sizes]
