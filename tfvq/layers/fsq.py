@@ -22,6 +22,11 @@ RECOMMENDED_LEVELS = {
 # Indices are int32.
 _MAX_CODEBOOK_SIZE = 2**31 - 1
 
+# Codebook sizes up to which every index, and each partial sum on the way to it, is a whole
+# number the work dtype holds exactly: 2^24 in float32 (the paper's largest, 2^16, fits), and
+# every int32 index in float64.
+_EXACT_FLOAT_INDEX = {"float32": 2**24, "float64": _MAX_CODEBOOK_SIZE}
+
 
 @keras.saving.register_keras_serializable(package="tfvq")
 class FiniteScalarQuantizer(Quantizer):
@@ -175,8 +180,16 @@ class FiniteScalarQuantizer(Quantizer):
         return bounded, valid
 
     def _index(self, rounded, valid):
-        digits = ops.cast(rounded, "int32") + self._constant(self._half_widths, "int32")
-        indices = ops.sum(digits * self._constant(self._basis, "int32"), axis=-1)
+        if self.codebook_size <= _EXACT_FLOAT_INDEX[self._work_dtype]:
+            # A (..., d) x (d, 1) matmul of small whole numbers, exact below the dtype's
+            # integer limit: TensorFlow's row sum over an axis of 3-6 digits took 2.5 ms
+            # against 0.4 ms for it on 262,144 vectors (AMD EPYC, AVX-512, 2 cores).
+            digits = rounded + self._constant(self._half_widths)
+            indices = ops.matmul(digits, self._constant(self._basis[:, None]))[..., 0]
+            indices = ops.cast(indices, "int32")
+        else:
+            digits = ops.cast(rounded, "int32") + self._constant(self._half_widths, "int32")
+            indices = ops.sum(digits * self._constant(self._basis, "int32"), axis=-1)
         return ops.where(valid, indices, 0)
 
     def encode(self, inputs):
@@ -203,7 +216,10 @@ class FiniteScalarQuantizer(Quantizer):
         # Straight-through: the value of round(f(z)), the gradient of f(z).
         quantized = bounded + ops.stop_gradient(rounded - bounded)
         quantized = quantized / self._constant(self._half_widths)
-        quantized = ops.where(valid[..., None], quantized, float("nan"))
+        # NaN rows by adding a per-row 0 or NaN: a `where` over the (..., d) values is a
+        # select that TensorFlow runs at about 2 ns a value, 4-5x an addition's time.
+        nan_rows = ops.where(valid, ops.zeros((), quantized.dtype), float("nan"))
+        quantized = quantized + nan_rows[..., None]
         quantized = ops.cast(quantized, self.compute_dtype)
         loss = ops.zeros((), self._work_dtype)  # FSQ needs no auxiliary loss
         self.add_loss(loss)

@@ -99,13 +99,24 @@ def code_counts(indices, valid, codebook_size):
     """`(1, codebook_size)` float32 histogram of `indices` over the rows where `valid` holds.
 
     The `counts` entry of a one-level quantizer's info dict; rows with non-finite inputs
-    (`valid` False) count nowhere.
+    (`valid` False) count nowhere. On TensorFlow the histogram is the `DenseBincount` op:
+    `segment_sum` becomes an `UnsortedSegmentSum` there, which scatters on one thread and took
+    3.7 ms against 0.3 ms for 262,144 codes into 1,000 bins (AMD EPYC, AVX-512, 2 cores). The
+    op itself, with a constant size, because XLA compiles only that (`tf.math.bincount`
+    computes its size from the data); the same sums either way, since the weights are 0 and 1.
     """
-    return ops.segment_sum(
-        ops.reshape(ops.cast(valid, "float32"), (-1,)),
-        ops.reshape(indices, (-1,)),
-        num_segments=codebook_size,
-    )[None, :]
+    indices = ops.reshape(indices, (-1,))
+    weights = ops.reshape(ops.cast(valid, "float32"), (-1,))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        counts = tf.raw_ops.DenseBincount(
+            input=indices, size=tf.constant(codebook_size, indices.dtype), weights=weights,
+            binary_output=False,
+        )
+    else:
+        counts = ops.segment_sum(weights, indices, num_segments=codebook_size)
+    return ops.reshape(counts, (1, codebook_size))
 
 
 def code_statistics(counts):
