@@ -103,6 +103,23 @@ def test_index_is_the_position_in_the_grid(levels):
     np.testing.assert_array_equal(layer.encode(x), rows)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("levels", [(8, 8, 8, 5, 5, 5), (8,) * 8, (8,) * 9, (5, 7) * 5 + (5,)])
+def test_large_codebook_indices_match_numpy(levels, dtype):
+    # About 2^16 and 2^24 codes (the float index), then 2^27 and 5^6 * 7^5 past float32's whole
+    # numbers (the integer sum in float32, the float index in float64).
+    layer = FiniteScalarQuantizer(levels=levels, dtype=dtype)
+    x = rng_data(2, 3, 40, len(levels))
+    reference = np_fsq(x, levels)["indices"]
+    assert reference.max() > layer.codebook_size // 2
+    np.testing.assert_array_equal(layer.encode(x), reference)
+    if layer.codebook_size <= 2**16:  # the counts of a larger one would take 64 MiB or more
+        info = layer(x, return_info=True)
+        np.testing.assert_array_equal(info["indices"], reference)
+        counts = np.asarray(info["counts"])[0]
+        np.testing.assert_array_equal(counts, np.bincount(reference.ravel(), minlength=layer.codebook_size))
+
+
 @pytest.mark.parametrize("levels", [(8, 5, 5, 5), (2, 3)])
 def test_encode_decode(levels):
     layer = FiniteScalarQuantizer(levels=levels)
