@@ -121,9 +121,10 @@ NOTES = """\
   a 2-vCPU AMD EPYC VM the EMA layer's `jit_compile` row at K = 2048 read 1.00-1.35x the
   plain step that way in three runs beside vector-quantize-pytorch's rows, against 0.82-0.95x
   timed as here (the sections measured before 2026-12-07 timed one step after each pause:
-  `--nolead_in --burst=1`). TensorFlow rows run in `tf.function`; the ratio is this row's time over tfvq's (`tf.function`, no XLA) on the
-  same quantizer and K, so > 1 means tfvq is faster. The bare search row is the floor of any
-  codebook search: one (N, D) x (D, K) matmul and the row argmin, forward only.
+  `--nolead_in --burst=1`). TensorFlow rows run in `tf.function`; the ratio is this row's
+  time over tfvq's (`tf.function`, no XLA) on the same quantizer and K, so > 1 means tfvq is
+  faster. The bare search row is the floor of any codebook search: one (N, D) x (D, K) matmul
+  and the row argmin, forward only.
 - Peak memory: in a fresh process per row, after one untimed step, the heap is trimmed
   (`malloc_trim`) and the peak-RSS counter reset; the figure is the peak RSS of 3 further
   steps minus the RSS before them: what a steady-state step allocates anew (the (N, K)

@@ -117,7 +117,8 @@ def test_large_codebook_indices_match_numpy(levels, dtype):
         info = layer(x, return_info=True)
         np.testing.assert_array_equal(info["indices"], reference)
         counts = np.asarray(info["counts"])[0]
-        np.testing.assert_array_equal(counts, np.bincount(reference.ravel(), minlength=layer.codebook_size))
+        expected = np.bincount(reference.ravel(), minlength=layer.codebook_size)
+        np.testing.assert_array_equal(counts, expected)
 
 
 @pytest.mark.parametrize("levels", [(8, 5, 5, 5), (2, 3)])
