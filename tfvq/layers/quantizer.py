@@ -76,8 +76,7 @@ class Quantizer(keras.layers.Layer):
         self._check_floating(inputs)
         self._check_last_axis(inputs.shape)
         z = ops.cast(inputs, dtype)
-        valid = ops.all(ops.isfinite(z), axis=-1)
-        return ops.where(valid[..., None], z, ops.zeros_like(z)), valid
+        return _zero_invalid_rows(z, _finite_row_mask(z))
 
     def _check_floating(self, inputs):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
@@ -93,6 +92,34 @@ class Quantizer(keras.layers.Layer):
                 f"{type(self).__name__} expects inputs of rank >= 2 whose last axis is "
                 f"embedding_dim={self.embedding_dim}; got shape {shape}"
             )
+
+
+def _finite_row_mask(z):
+    """Which rows of `z` are all finite: a bool tensor shaped `z.shape[:-1]`.
+
+    Counted by a matmul, `isfinite(z) @ ones == d` (exact: a row holds far fewer than 2^24
+    values): TensorFlow's `All` over a short last axis took about 90 us on (8192, 4) values,
+    the cast, matmul and comparison about 35 us (AMD EPYC, AVX-512, 2 cores).
+    """
+    size = z.shape[-1]
+    finite = ops.cast(ops.isfinite(z), z.dtype)
+    count = ops.matmul(finite, ops.ones((size, 1), z.dtype))[..., 0]
+    return count == size
+
+
+def _zero_invalid_rows(z, valid):
+    """`(z with the rows not valid set to 0, valid)`; the gradient there is 0 too.
+
+    On TensorFlow by `MulNoNan` with the 0/1 row mask (0 wherever the mask is, even for NaN or
+    inf values), a broadcast multiplication: about 60 us on (8192, 4) values against 100 us for
+    the broadcast `where` it replaces, forwards and again in the gradient. With the mask
+    above, FSQ's training step at (128, 8, 8, 4) went from 0.90 to 0.75 ms.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.math.multiply_no_nan(z, ops.cast(valid, z.dtype)[..., None]), valid
+    return ops.where(valid[..., None], z, ops.zeros_like(z)), valid
 
 
 def code_counts(indices, valid, codebook_size):
