@@ -22,18 +22,24 @@ BATCH = (np.ones((8, 4), "float32"), np.zeros((8, 3), "float32"))
 
 
 def test_times_both_variants_and_picks_the_faster(tmp_path, monkeypatch):
+    # A clock that only the steps move, by a set cost per variant: the real steps run, but the
+    # times read are exact whatever else loads the machine (a sleep-based version failed when
+    # a busy machine delayed a step by more than the 20 ms gap).
+    import time
+    import types
+
     built = []
-    slow = {True: 0.02, False: 0.0}  # XLA made 20 ms slower per step: the choice is False
+    cost = {True: 0.02, False: 0.0}  # XLA made 20 ms slower per step: the choice is False
+    now = [0.0]
     real_step = jit._step
 
     def step(model, batch):
         real_step(model, batch)
-        time_spent = slow[model.jit_compile]
-        if time_spent:
-            import time
-            time.sleep(time_spent)
+        now[0] += cost[model.jit_compile]
 
     monkeypatch.setattr(jit, "_step", step)
+    monkeypatch.setattr(jit, "time", types.SimpleNamespace(perf_counter=lambda: now[0],
+                                                           strftime=time.strftime))
     path = tmp_path / "cache.json"
     assert jit.choose_jit_compile(_factory(built), BATCH, steps=3, cache_path=str(path)) is False
     assert sorted(j for j, _ in built) == [False, True]
@@ -41,8 +47,8 @@ def test_times_both_variants_and_picks_the_faster(tmp_path, monkeypatch):
         assert int(model.optimizer.iterations.numpy()) == 2 + 3
     (entry,) = json.loads(path.read_text()).values()
     assert entry["jit_compile"] is False
-    assert entry["ms_per_step"]["true"] > entry["ms_per_step"]["false"] + 15
-    slow.update({True: 0.0, False: 0.02})
+    assert entry["ms_per_step"] == pytest.approx({"true": 20.0, "false": 0.0})
+    cost.update({True: 0.0, False: 0.02})
     assert jit.choose_jit_compile(_factory([]), BATCH, steps=3, cache_path="") is True
 
 
