@@ -16,7 +16,9 @@ sorted order (a tenth by default): with class subfolders, mostly the last class.
 
 Under `--strategy=multiworker` every worker runs the same program (TF_CONFIG says which one it
 is): all of them train and evaluate, since those steps are collectives, and the chief alone
-writes files. `train_and_evaluate(config, workdir)` is the whole job, for tests and notebooks.
+writes files. Rerun, the chief's saved model and history decide for all of them: a worker
+whose own output folder holds no model takes the chief's weights and optimizer state.
+`train_and_evaluate(config, workdir)` is the whole job, for tests and notebooks.
 """
 
 import dataclasses

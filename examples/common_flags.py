@@ -99,6 +99,45 @@ def read_history(path):
     return history
 
 
+def _load_on_chief_and_copy(strategy, model, saved):
+    """The chief's saved weights and optimizer state (`saved`, None on the other workers) in
+    `model` on every worker.
+
+    The chief loads its model outside the strategy's scope, where creating its variables is
+    no collective that the other workers would have to join, and assigns their values to
+    `model`'s; then they are copied from the chief to every worker. The workers first compare
+    how many variables and values they hold, so that a model built differently stops here with
+    a message rather than in a failed collective.
+    """
+    import keras
+    import numpy as np
+
+    import tfvq
+
+    variables = list(model.variables) + list(model.optimizer.variables)
+    mismatch = None
+    if saved is not None:
+        loaded = keras.models.load_model(saved)
+        values = list(loaded.variables) + list(loaded.optimizer.variables)
+        if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in variables]:
+            mismatch = f"{saved} holds another model than the one this command builds"
+        else:
+            for variable, value in zip(variables, values):
+                variable.assign(value.numpy())
+    # A chief that cannot load still joins the comparison (with sizes no model has), so that
+    # every worker stops with a message.
+    mine = [len(variables), int(sum(np.prod(v.shape) for v in variables))]
+    chief = tfvq.training.chief_values(strategy, [-1, -1] if mismatch else mine)
+    if mismatch:
+        raise ValueError(mismatch)
+    if chief != mine:
+        raise ValueError(
+            f"This worker's model has {mine[0]} variables holding {mine[1]} values with its "
+            f"optimizer, the chief's {chief[0]} holding {chief[1]}: the workers must run the "
+            f"same command")
+    tfvq.training.copy_from_chief(strategy, variables)
+
+
 def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=0,
                   callbacks=None, strategy=None, worker_index=0, **fit_kwargs):
     """Trains `build()`'s model to `epochs` epochs in `workdir`, picking up an earlier run there.
@@ -112,6 +151,11 @@ def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=
     - with a saved model and a history but no backup (the last run finished): it loads the
       model (with its optimizer state) and trains only the epochs still missing, if any;
     - otherwise: it builds the model and trains from epoch 0 (a history left over is dropped).
+
+    Under MultiWorkerMirroredStrategy the chief's files decide for every worker (only the chief
+    writes the model and the history), and a worker that finds no saved model in its own
+    `workdir` builds the model and takes the chief's weights and optimizer state
+    (`tfvq.training.copy_from_chief`), so that all of them skip, or go on training, together.
 
     Args:
         build: makes the compiled model; called in `strategy`'s scope.
@@ -135,6 +179,7 @@ def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=
         epoch was left to train) and the seconds its `fit` took.
     """
     import keras
+    import tensorflow as tf
 
     import tfvq
 
@@ -147,13 +192,29 @@ def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=
     finished = not interrupted and os.path.exists(saved) and os.path.exists(history_path)
     if chief and not (interrupted or finished) and os.path.exists(history_path):
         os.remove(history_path)  # the history of a training whose model is gone
+    initial_epoch = len(read_history(history_path).get("loss", [])) if finished else 0
+    # Only the chief writes the model and the history: a worker with its own output folder
+    # finds neither there. The chief's files decide for every worker, and a worker that cannot
+    # load the chief's model builds it and takes its weights and optimizer state from the
+    # chief; otherwise a rerun of a finished run would have the chief evaluate (or train on from
+    # its saved epoch) while the others trained from epoch 0, and their collectives fail.
+    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if multiworker:
+        finished_on_chief, initial_epoch = tfvq.training.chief_values(
+            strategy, [finished, initial_epoch])
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        if finished:
+        if finished and not multiworker:
             model = keras.models.load_model(saved)
         else:
+            # Under MultiWorkerMirroredStrategy each variable created is a collective (the
+            # chief broadcasts its initial value), so every worker builds the same model the
+            # same way, and the chief loads its saved weights into it afterwards.
             model = build()
+        if multiworker and finished_on_chief and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    if multiworker and finished_on_chief:
+        _load_on_chief_and_copy(strategy, model, saved if chief else None)
     model.summary(print_fn=logging.info)
-    initial_epoch = len(read_history(history_path).get("loss", [])) if finished else 0
     if initial_epoch >= epochs:
         logging.info("%s has trained %d of %d epochs: nothing left to train", saved,
                      initial_epoch, epochs)

@@ -18,18 +18,16 @@ TINY = dict(image_size=32, min_size=32, steps_per_epoch=3, batch_size=4, eval_ex
             embedding_dim=4, jit_compile=False)
 
 
-@pytest.mark.slow
-def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
-    # The example itself, as a user runs it on two machines: both train and evaluate (collective
-    # steps), the chief alone writes files, and both end with the same weights.
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+def _run_two_workers(tmp_path, cifar10_data_dir, ports, epochs):
+    """Both workers of the example on their own output folders; their outputs."""
+    workers = [f"127.0.0.1:{port}" for port in ports]
     processes = []
     try:
         for index in range(2):
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             args = [
                 sys.executable, str(SCRIPT), f"--output_dir={tmp_path / f'worker{index}'}",
-                f"--data_dir={cifar10_data_dir}", "--strategy=multiworker", "--epochs=1",
+                f"--data_dir={cifar10_data_dir}", "--strategy=multiworker", f"--epochs={epochs}",
                 "--steps_per_epoch=6", "--eval_examples=64", "--jit_compile=false",
                 "--batch_size=16", "--hidden_channels=8", "--residual_channels=4",
                 "--num_residual_layers=1", "--num_embeddings=16", "--embedding_dim=4",
@@ -45,6 +43,21 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
                 process.wait()
     for index, (process, output) in enumerate(zip(processes, outputs)):
         assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
+    return outputs
+
+
+def _check_same_weights(outputs, metrics):
+    fingerprints = [re.findall(r"Worker (\d) final weights sha256 ([0-9a-f]{64})", out)
+                    for out in outputs]
+    assert fingerprints[0] == [("0", metrics["weights_sha256"])], outputs[0][-2000:]
+    assert fingerprints[1] == [("1", metrics["weights_sha256"])], outputs[1][-2000:]
+
+
+@pytest.mark.slow
+def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
+    # The example itself, as a user runs it on two machines: both train and evaluate (collective
+    # steps), the chief alone writes files, and both end with the same weights.
+    outputs = _run_two_workers(tmp_path, cifar10_data_dir, free_ports(2), epochs=1)
     chief, other = tmp_path / "worker0", tmp_path / "worker1"
     for name in ("metrics.json", "reconstructions.png", "training_curves.png", "model.keras",
                  "history.csv"):
@@ -52,10 +65,18 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
         assert not (other / name).exists(), name
     metrics = json.loads((chief / "metrics.json").read_text())
     assert metrics["workers"] == 2 and metrics["steps"] == 6
-    fingerprints = [re.findall(r"Worker (\d) final weights sha256 ([0-9a-f]{64})", out)
-                    for out in outputs]
-    assert fingerprints[0] == [("0", metrics["weights_sha256"])], outputs[0][-2000:]
-    assert fingerprints[1] == [("1", metrics["weights_sha256"])], outputs[1][-2000:]
+    _check_same_weights(outputs, metrics)
+
+    # The same command with one more epoch: the chief's saved model and history decide for
+    # both (the other worker's folder holds neither), the other worker takes the chief's
+    # weights and optimizer state, and both train on from epoch 1. Before, the other worker
+    # trained from epoch 0 and the collectives of the two failed.
+    outputs = _run_two_workers(tmp_path, cifar10_data_dir, free_ports(2), epochs=2)
+    metrics = json.loads((chief / "metrics.json").read_text())
+    assert metrics["steps"] == 12  # the optimizer's iterations went on from 6
+    assert len((chief / "history.csv").read_text().strip().splitlines()) == 3  # header + 2
+    assert all("Continuing" in out for out in outputs)
+    _check_same_weights(outputs, metrics)
 
 
 def _photo_folder(root):

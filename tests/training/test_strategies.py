@@ -78,3 +78,26 @@ def test_xla_off_and_logged_when_mirroring_over_cpus(caplog):
     with caplog.at_level(logging.INFO, logger="absl"):
         assert jit_compile_for(strategy, requested=True) is False
     assert any("XLA is off" in r.getMessage() and "CPU" in r.getMessage() for r in caplog.records)
+
+
+def test_chief_values_and_copy_from_chief_keep_values_and_types(mirrored_strategy):
+    # On one machine the replicas hold the same values, so this checks the round trip (bools,
+    # ints past float32's whole numbers, float32 values through the float64 all-reduce, an
+    # int64 variable) under a 2-replica strategy; that the chief's values win over another
+    # worker's is checked with two processes, in tests/examples/test_cifar10_example.py.
+    import keras
+    import numpy as np
+
+    from tfvq.training import chief_values, copy_from_chief
+
+    assert chief_values(mirrored_strategy, [True, 7, 0.1]) == [True, 7, 0.1]
+    assert chief_values(mirrored_strategy, [False, 2**40 + 1]) == [False, 2**40 + 1]
+    with mirrored_strategy.scope():
+        weights = keras.Variable(np.array([[0.1, -2.5], [3e-8, 1e30]], np.float32))
+        steps = keras.Variable(np.int64(123), dtype="int64")
+    before = weights.numpy().copy()
+    copy_from_chief(mirrored_strategy, [weights, steps])
+    np.testing.assert_array_equal(weights.numpy(), before)  # float32 through float64: exact
+    assert steps.numpy() == 123 and steps.dtype == "int64"
+    for replica_value in mirrored_strategy.experimental_local_results(weights.value):
+        np.testing.assert_array_equal(replica_value.numpy(), before)

@@ -7,14 +7,23 @@ from tfvq.training.callbacks import (
     default_callbacks,
 )
 from tfvq.training.jit import choose_jit_compile
-from tfvq.training.strategies import STRATEGIES, jit_compile_for, make_strategy, supports_xla
+from tfvq.training.strategies import (
+    STRATEGIES,
+    chief_values,
+    copy_from_chief,
+    jit_compile_for,
+    make_strategy,
+    supports_xla,
+)
 
 __all__ = [
     "STRATEGIES",
     "CodebookMonitor",
     "ReconstructionImages",
     "backup_dir_for",
+    "chief_values",
     "choose_jit_compile",
+    "copy_from_chief",
     "default_callbacks",
     "jit_compile_for",
     "make_strategy",

@@ -19,7 +19,8 @@ from absl import logging
 
 from tfvq.utils.checks import is_int
 
-__all__ = ["STRATEGIES", "jit_compile_for", "make_strategy", "supports_xla"]
+__all__ = ["STRATEGIES", "chief_values", "copy_from_chief", "jit_compile_for", "make_strategy",
+           "supports_xla"]
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multiworker")
 
@@ -170,3 +171,75 @@ def jit_compile_for(strategy, requested="auto"):
         return requested
     logging.info("XLA is off (jit_compile=False): %s.", reason)
     return False
+
+
+def _replica0_sums(strategy, tensors):
+    """Each of `tensors` as global replica 0 (on the chief) holds it, on every worker.
+
+    One all-reduce: replica 0 adds its values and every other replica zeros, so the sum is
+    exact whatever the dtype (values travel as float64, exact for float32 and for integers up
+    to 2^53) and however many replicas each worker runs.
+    """
+    dtypes = [tf.as_dtype(t.dtype) for t in tensors]
+    values = [tf.cast(t, tf.float64) for t in tensors]
+
+    @tf.function
+    def reduce():
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            mine = [tf.where(first, v, tf.zeros_like(v)) for v in values]
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, mine)
+
+        return strategy.run(replica_fn)
+
+    sums = reduce()
+    return [tf.cast(strategy.experimental_local_results(s)[0], d) for s, d in zip(sums, dtypes)]
+
+
+def chief_values(strategy, values):
+    """The chief's `values` on every worker: how workers agree on what only the chief knows.
+
+    A collective: every worker of `strategy` must call it, at the same point of its program.
+    Under a one-machine strategy it returns `values`.
+
+    Args:
+        strategy: the `tf.distribute.Strategy` the workers run.
+        values: a list of numbers (bool, int or float).
+
+    Returns:
+        A list of the chief's numbers, as Python numbers of the same types.
+
+    Example:
+        >>> chief_values(tf.distribute.get_strategy(), [True, 3, 0.5])
+        [True, 3, 0.5]
+    """
+    kinds = [type(v) for v in values]
+    sums = _replica0_sums(strategy, [tf.constant(float(v), tf.float64) for v in values])
+    return [kind(s.numpy().item()) for kind, s in zip(kinds, sums)]
+
+
+def copy_from_chief(strategy, variables):
+    """Assigns each of `variables` the value it has on the chief, on every worker.
+
+    For a worker that could not load what the chief loaded (its own output folder holds no
+    saved model): after it builds the same model, this gives it the chief's weights and
+    optimizer state, so that the workers' replicas start equal, as MultiWorkerMirroredStrategy
+    needs. A collective, like `chief_values`.
+
+    Args:
+        strategy: the `tf.distribute.Strategy` the variables were created under.
+        variables: Keras or TensorFlow variables, in the same order on every worker.
+
+    Example:
+        >>> v = keras.Variable([1.0, 2.0])
+        >>> copy_from_chief(tf.distribute.get_strategy(), [v])
+        >>> v.numpy().tolist()
+        [1.0, 2.0]
+    """
+    variables = list(variables)
+    if not variables:
+        return
+    values = _replica0_sums(strategy, [tf.convert_to_tensor(v) for v in variables])
+    for variable, value in zip(variables, values):
+        variable.assign(value)
