@@ -1,4 +1,5 @@
-"""tfvq.training: a distribution strategy from one word, and the callbacks a training run wants."""
+"""tfvq.training: a distribution strategy from one word, what its workers share with the chief,
+and the callbacks a training run wants."""
 
 from tfvq.training.callbacks import (
     CodebookMonitor,

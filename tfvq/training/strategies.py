@@ -1,4 +1,5 @@
-"""A `tf.distribute` strategy from one word, and whether XLA can be used under it.
+"""A `tf.distribute` strategy from one word, whether XLA can be used under it, and how its
+workers agree on what only the chief holds (`chief_values`, `copy_from_chief`).
 
 Example:
     >>> from tfvq.training import make_strategy, jit_compile_for
