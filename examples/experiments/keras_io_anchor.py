@@ -52,7 +52,11 @@ blocks; at 0.1 it did not help: 0.666 on the test codes, training accuracy 0.669
 AMD EPYC with AVX-512, commit 7e1785f, 101 min wall;
 results/probes/keras_io_anchor_dropout0.1.json), so the record runs without it. That run
 retrained its VQ-VAE too, whose test codes came out at perplexity 24.2 (22.3 in the record), so
-it does not isolate dropout. The gap to 0.673 is not the prior's alone: tfvq's test codes have
+it does not isolate dropout. A 96-channel prior on those same AVX-512 codes (the record's
+other settings, the VQ-VAE loaded, not retrained; 2026-12-07, 82 min for the prior;
+results/probes/keras_io_anchor_prior96.json) reached 0.6635 on the test codes at training
+accuracy 0.689: wider overfits more and does not close the gap, so the record keeps 64
+channels. The gap to 0.673 is not the prior's alone: tfvq's test codes have
 a perplexity of 22.3 against keras.io's 10.6, and a spread-out code distribution is harder to
 predict.
 
