@@ -114,6 +114,9 @@ def _load_on_chief_and_copy(strategy, model, saved):
 
     import tfvq
 
+    if not model.optimizer.built:
+        with strategy.scope():  # its variables are the chief's broadcasts too
+            model.optimizer.build(model.trainable_variables)
     variables = list(model.variables) + list(model.optimizer.variables)
     mismatch = None
     if saved is not None:
@@ -200,8 +203,7 @@ def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=
     # its saved epoch) while the others trained from epoch 0, and their collectives fail.
     multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if multiworker:
-        finished_on_chief, initial_epoch = tfvq.training.chief_values(
-            strategy, [finished, initial_epoch])
+        finished, initial_epoch = tfvq.training.chief_values(strategy, [finished, initial_epoch])
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if finished and not multiworker:
             model = keras.models.load_model(saved)
@@ -210,9 +212,7 @@ def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=
             # chief broadcasts its initial value), so every worker builds the same model the
             # same way, and the chief loads its saved weights into it afterwards.
             model = build()
-        if multiworker and finished_on_chief and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-    if multiworker and finished_on_chief:
+    if multiworker and finished:
         _load_on_chief_and_copy(strategy, model, saved if chief else None)
     model.summary(print_fn=logging.info)
     if initial_epoch >= epochs:
