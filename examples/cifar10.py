@@ -229,9 +229,10 @@ def train_and_evaluate(config, workdir):
     strategy = tfvq.training.make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     resolver = getattr(strategy, "cluster_resolver", None)
-    multiworker = config.strategy == "multiworker" and resolver is not None
-    num_workers = resolver.cluster_spec().num_tasks("worker") if multiworker else 1
-    worker_index = resolver.task_id if multiworker else 0
+    jobs = resolver.cluster_spec().jobs if resolver is not None else []
+    num_workers = sum(resolver.cluster_spec().num_tasks(job) for job in jobs
+                      if job in ("chief", "worker")) or 1
+    worker_index = tfvq.training.worker_index(strategy)
     chief = worker_index == 0
     os.makedirs(workdir, exist_ok=True)
     logging.info("Strategy %s with %d replica(s)", type(strategy).__name__,
@@ -251,7 +252,7 @@ def train_and_evaluate(config, workdir):
     model, history, train_seconds = common_flags.fit_resumable(
         lambda: build(jit_compile), train, config.epochs, workdir,
         steps_per_epoch=config.steps_per_epoch,
-        strategy=strategy, worker_index=worker_index, validation_data=test, verbose=1,
+        strategy=strategy, validation_data=test, verbose=1,
         callbacks=lambda model: tfvq.training.default_callbacks(
             workdir, model, samples, worker_index=worker_index))
     # evaluate is a collective under a multi-worker strategy: every worker runs it.

@@ -16,7 +16,10 @@ Writes into --output_dir: metrics.json (PSNR, mean ab error and raw-accuracy AuC
 images, for the model and for predicting gray), colorized.png (rows: gray input, prediction,
 truth), history.csv and model.keras. Run it again with the same --output_dir after an
 interruption and it resumes from the last finished epoch; a finished training is loaded, not
-repeated. `train_and_evaluate(config, workdir)` is the whole job, for tests and notebooks.
+repeated. Under --strategy=multiworker (TF_CONFIG names the workers) every worker runs the same
+command, with its own --output_dir or a shared one: only the chief writes those files, and each
+worker keeps its own backup folder. `train_and_evaluate(config, workdir)` is the whole job, for
+tests and notebooks.
 """
 
 import dataclasses
@@ -105,7 +108,8 @@ def train_and_evaluate(config, workdir):
         workdir: the output folder; a rerun with the same folder resumes.
 
     Returns:
-        The metrics dict written to `workdir/metrics.json`.
+        The metrics dict written to `workdir/metrics.json` (also returned on the other workers
+        of a multi-worker run, which write nothing).
     """
     import keras
     import numpy as np
@@ -167,8 +171,13 @@ def train_and_evaluate(config, workdir):
         "train_seconds": round(train_seconds, 1),
     }
 
+    if tfvq.training.worker_index(strategy) != 0:
+        return metrics  # the chief writes; the scores above were collectives all workers ran
+
+    # A plain forward pass on this machine: `predict` would be a collective that the other
+    # workers, already done, would never join.
     images = next(iter(test))[: config.num_images]
-    rows = [tfvq.metrics.gray_colorization(images), model.predict(images, verbose=0), images]
+    rows = [tfvq.metrics.gray_colorization(images), model(images, training=False), images]
     tfvq.plots.image_grid(
         np.concatenate([np.asarray(row) for row in rows]),
         nrows=3,

@@ -142,7 +142,7 @@ def _load_on_chief_and_copy(strategy, model, saved):
 
 
 def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=0,
-                  callbacks=None, strategy=None, worker_index=0, **fit_kwargs):
+                  callbacks=None, strategy=None, **fit_kwargs):
     """Trains `build()`'s model to `epochs` epochs in `workdir`, picking up an earlier run there.
 
     One training's files in `workdir` are its model (`model.keras`, or `<stage>.keras`), its
@@ -171,10 +171,10 @@ def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=
             only) and `TerminateOnNaN`; or a function `model -> callbacks` giving a run's own,
             which must then hold one `BackupAndRestore` in this training's backup folder and
             save the model each epoch, as `tfvq.training.default_callbacks(workdir, model,
-            images, worker_index=worker_index)` does.
-        strategy: the `tf.distribute` strategy whose scope builds or loads the model.
-        worker_index: this worker in a multi-worker run; only the chief (0) writes the model
-            and the history.
+            images, worker_index=tfvq.training.worker_index(strategy))` does.
+        strategy: the `tf.distribute` strategy whose scope builds or loads the model. In a
+            multi-worker run only its chief (`tfvq.training.worker_index(strategy) == 0`)
+            writes the model and the history.
         **fit_kwargs: passed to `model.fit` (validation_data, verbose).
 
     Returns:
@@ -186,6 +186,7 @@ def fit_resumable(build, train, epochs, workdir, *, stage=None, steps_per_epoch=
 
     import tfvq
 
+    worker_index = tfvq.training.worker_index(strategy)
     chief = worker_index == 0
     suffix = f"_{stage}" if stage else ""
     saved = os.path.join(workdir, f"{stage or 'model'}.keras")

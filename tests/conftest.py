@@ -1,5 +1,7 @@
-"""Shared test set-up: two logical CPU devices, offline TFDS data dirs, quiet logs, free ports."""
+"""Shared test set-up: two logical CPU devices, offline TFDS data dirs, quiet logs, free ports,
+and multi-worker clusters of local processes."""
 
+import json
 import os
 import socket
 import subprocess
@@ -86,3 +88,38 @@ def free_ports():
                 s.close()
 
     return ports
+
+
+@pytest.fixture
+def run_workers(free_ports):
+    """`run_workers(command, n=2, **popen_kwargs)`: the processes of one local
+    MultiWorkerMirroredStrategy cluster; their outputs once all of them exited with 0.
+
+    `command(index)` is worker `index`'s argument list; each process gets `TF_CONFIG` naming
+    the n workers on free ports of 127.0.0.1 and itself (the chief is worker 0), on top of
+    `env` (default: this environment with TensorFlow's C++ logs quiet). A worker that fails
+    fails the test with the end of its output; any left running then are killed.
+    """
+
+    def run(command, n=2, env=None, timeout=400, **popen_kwargs):
+        workers = [f"127.0.0.1:{port}" for port in free_ports(n)]
+        base = env if env is not None else {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        processes = []
+        try:
+            for index in range(n):
+                tf_config = {"cluster": {"worker": workers},
+                             "task": {"type": "worker", "index": index}}
+                processes.append(subprocess.Popen(
+                    command(index), env={**base, "TF_CONFIG": json.dumps(tf_config)},
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen_kwargs))
+            outputs = [p.communicate(timeout=timeout)[0] for p in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        for index, (process, output) in enumerate(zip(processes, outputs)):
+            assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
+        return outputs
+
+    return run

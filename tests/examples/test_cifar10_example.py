@@ -2,9 +2,7 @@
 a folder of photos, the files written and resumption."""
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,32 +16,15 @@ TINY = dict(image_size=32, min_size=32, steps_per_epoch=3, batch_size=4, eval_ex
             embedding_dim=4, jit_compile=False)
 
 
-def _run_two_workers(tmp_path, cifar10_data_dir, ports, epochs):
+def _run_two_workers(run_workers, tmp_path, cifar10_data_dir, epochs):
     """Both workers of the example on their own output folders; their outputs."""
-    workers = [f"127.0.0.1:{port}" for port in ports]
-    processes = []
-    try:
-        for index in range(2):
-            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            args = [
-                sys.executable, str(SCRIPT), f"--output_dir={tmp_path / f'worker{index}'}",
-                f"--data_dir={cifar10_data_dir}", "--strategy=multiworker", f"--epochs={epochs}",
-                "--steps_per_epoch=6", "--eval_examples=64", "--jit_compile=false",
-                "--batch_size=16", "--hidden_channels=8", "--residual_channels=4",
-                "--num_residual_layers=1", "--num_embeddings=16", "--embedding_dim=4",
-            ]
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
-            processes.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
-                                              stderr=subprocess.STDOUT, text=True))
-        outputs = [p.communicate(timeout=400)[0] for p in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    for index, (process, output) in enumerate(zip(processes, outputs)):
-        assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
-    return outputs
+    return run_workers(lambda index: [
+        sys.executable, str(SCRIPT), f"--output_dir={tmp_path / f'worker{index}'}",
+        f"--data_dir={cifar10_data_dir}", "--strategy=multiworker", f"--epochs={epochs}",
+        "--steps_per_epoch=6", "--eval_examples=64", "--jit_compile=false",
+        "--batch_size=16", "--hidden_channels=8", "--residual_channels=4",
+        "--num_residual_layers=1", "--num_embeddings=16", "--embedding_dim=4",
+    ])
 
 
 def _check_same_weights(outputs, metrics):
@@ -54,10 +35,10 @@ def _check_same_weights(outputs, metrics):
 
 
 @pytest.mark.slow
-def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
+def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, run_workers):
     # The example itself, as a user runs it on two machines: both train and evaluate (collective
     # steps), the chief alone writes files, and both end with the same weights.
-    outputs = _run_two_workers(tmp_path, cifar10_data_dir, free_ports(2), epochs=1)
+    outputs = _run_two_workers(run_workers, tmp_path, cifar10_data_dir, epochs=1)
     chief, other = tmp_path / "worker0", tmp_path / "worker1"
     for name in ("metrics.json", "reconstructions.png", "training_curves.png", "model.keras",
                  "history.csv"):
@@ -71,7 +52,7 @@ def test_cifar10_example_on_two_workers(tmp_path, cifar10_data_dir, free_ports):
     # both (the other worker's folder holds neither), the other worker takes the chief's
     # weights and optimizer state, and both train on from epoch 1. Before, the other worker
     # trained from epoch 0 and the collectives of the two failed.
-    outputs = _run_two_workers(tmp_path, cifar10_data_dir, free_ports(2), epochs=2)
+    outputs = _run_two_workers(run_workers, tmp_path, cifar10_data_dir, epochs=2)
     metrics = json.loads((chief / "metrics.json").read_text())
     assert metrics["steps"] == 12  # the optimizer's iterations went on from 6
     assert len((chief / "history.csv").read_text().strip().splitlines()) == 3  # header + 2

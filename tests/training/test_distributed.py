@@ -64,23 +64,9 @@ def _stop(process):
 
 
 @pytest.mark.slow
-def test_multiworker_processes_end_with_identical_weights(tmp_path, free_ports):
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = []
-    try:
-        for index in range(2):
-            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            processes.append(subprocess.Popen(
-                _command("mwms_worker", tmp_path / f"w{index}.npz"), cwd=ROOT,
-                env=_env(TF_CONFIG=json.dumps(tf_config)), stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True,
-            ))
-        outputs = [p.communicate(timeout=150)[0] for p in processes]
-    finally:
-        for process in processes:
-            _stop(process)
-    for index, (process, output) in enumerate(zip(processes, outputs)):
-        assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
+def test_multiworker_processes_end_with_identical_weights(tmp_path, run_workers):
+    run_workers(lambda index: _command("mwms_worker", tmp_path / f"w{index}.npz"), cwd=ROOT,
+                env=_env(), timeout=150)
 
     first, second = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
     keras.utils.set_random_seed(0)

@@ -2,11 +2,12 @@
 
 import json
 import logging
+import types
 
 import pytest
 import tensorflow as tf
 
-from tfvq.training import jit_compile_for, make_strategy, supports_xla
+from tfvq.training import jit_compile_for, make_strategy, supports_xla, worker_index
 
 ONE_WORKER = {"worker": ["localhost:1"]}
 
@@ -101,3 +102,31 @@ def test_chief_values_and_copy_from_chief_keep_values_and_types(mirrored_strateg
     assert steps.numpy() == 123 and steps.dtype == "int64"
     for replica_value in mirrored_strategy.experimental_local_results(weights.value):
         np.testing.assert_array_equal(replica_value.numpy(), before)
+
+
+def _cluster_member(cluster, task_type, task_id):
+    """A stand-in for a MultiWorkerMirroredStrategy of this task (creating one starts a server)."""
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+    return types.SimpleNamespace(cluster_resolver=resolver)
+
+
+@pytest.mark.parametrize("cluster, task, expected", [
+    # Workers only: worker 0 is the chief.
+    ({"worker": ["a:1", "b:1", "c:1"]}, ("worker", 0), 0),
+    ({"worker": ["a:1", "b:1", "c:1"]}, ("worker", 2), 2),
+    # A chief task: it is 0, and worker i comes after it (TensorFlow's replica order).
+    ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, ("chief", 0), 0),
+    ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, ("worker", 0), 1),
+    ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, ("worker", 1), 2),
+    # No TF_CONFIG: a multi-worker strategy of one, with no task type.
+    ({}, (None, 0), 0),
+])
+def test_worker_index_counts_the_chief_first(cluster, task, expected):
+    assert worker_index(_cluster_member(cluster, *task)) == expected
+
+
+def test_worker_index_of_one_machine_strategies(mirrored_strategy):
+    assert worker_index(None) == 0
+    assert worker_index(tf.distribute.get_strategy()) == 0
+    assert worker_index(mirrored_strategy) == 0

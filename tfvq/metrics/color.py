@@ -121,7 +121,10 @@ def colorization_metrics(model_or_fn, dataset, thresholds=None, max_batches=None
         Dict of floats: `psnr`, `ab_error`, `ab_auc` and `num_images`.
     """
     if isinstance(model_or_fn, keras.Model):
-        predict = model_or_fn.predict_on_batch
+        # Called, not `predict_on_batch`: under MultiWorkerMirroredStrategy that gathers every
+        # worker's outputs (twice the rows on two workers), while a call scores this batch.
+        def predict(rgb):
+            return model_or_fn(rgb, training=False)
     elif callable(model_or_fn):
         predict = model_or_fn
     else:

@@ -15,6 +15,7 @@ from tfvq.training.strategies import (
     jit_compile_for,
     make_strategy,
     supports_xla,
+    worker_index,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "jit_compile_for",
     "make_strategy",
     "supports_xla",
+    "worker_index",
 ]

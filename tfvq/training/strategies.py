@@ -1,5 +1,6 @@
 """A `tf.distribute` strategy from one word, whether XLA can be used under it, and how its
-workers agree on what only the chief holds (`chief_values`, `copy_from_chief`).
+workers agree on what only the chief holds (`chief_values`, `copy_from_chief`), and which of
+them is the chief (`worker_index`).
 
 Example:
     >>> from tfvq.training import make_strategy, jit_compile_for
@@ -21,7 +22,7 @@ from absl import logging
 from tfvq.utils.checks import is_int
 
 __all__ = ["STRATEGIES", "chief_values", "copy_from_chief", "jit_compile_for", "make_strategy",
-           "supports_xla"]
+           "supports_xla", "worker_index"]
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multiworker")
 
@@ -172,6 +173,34 @@ def jit_compile_for(strategy, requested="auto"):
         return requested
     logging.info("XLA is off (jit_compile=False): %s.", reason)
     return False
+
+
+def worker_index(strategy=None):
+    """This process's place among the workers of `strategy`: 0 on the chief, 1, 2, ... on the
+    others, as the all-reduces of a multi-worker strategy number them.
+
+    Under MultiWorkerMirroredStrategy the chief is the "chief" task of `TF_CONFIG`'s cluster,
+    or, when the cluster has none, worker 0; with a chief, worker i is number i + 1. Any
+    other strategy (or None) runs one worker: 0. What a run writes once (models, histories,
+    pictures) is written where this is 0, and each worker keeps its own backup folder
+    (`backup_dir_for`). TensorFlow numbers them so (`multi_worker_util.id_in_cluster`) in a
+    private module only, hence this public one.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`, or None.
+
+    Returns:
+        An int.
+
+    Example:
+        >>> worker_index(tf.distribute.get_strategy())
+        0
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None or task_type == "chief":
+        return 0
+    return int(resolver.task_id) + ("chief" in resolver.cluster_spec().jobs)
 
 
 def _replica0_sums(strategy, tensors):
