@@ -127,11 +127,18 @@ def define_flags():
 
 
 def git_commit(root=ROOT):
-    """`(commit, dirty)` of the checkout at `root`; (None, None) outside a git checkout."""
+    """`(commit, dirty)` of the checkout at `root`; (None, None) outside a git checkout.
+
+    `dirty` is whether a tracked file other than this pipeline's own outputs (`results/` and
+    the READMEs' blocks) differs from the commit: otherwise every run after the first of one
+    `run` would count the records written before it as local changes.
+    """
+    outputs = [f":(exclude){path}" for path in ("results", *READMES)]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", *outputs],
                                 cwd=root, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None, None

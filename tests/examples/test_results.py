@@ -90,6 +90,26 @@ def test_a_run_is_recorded_with_its_provenance(results, tmp_path):
     assert again["resumed"] is True
 
 
+def test_only_changes_outside_the_pipelines_outputs_make_a_checkout_dirty(results, tmp_path):
+    # One `run` writes results/ and the READMEs after its first script: the runs after it
+    # must not be recorded "with local changes" for that.
+    root = tmp_path / "repo"
+    (root / "results").mkdir(parents=True)
+    (root / "examples" / "experiments").mkdir(parents=True)
+    files = ["job.py", "results/job.json", "README.md", "examples/experiments/README.md"]
+    for name in files:
+        (root / name).write_text("before\n")
+    for command in (["init", "-q"], ["add", "."],
+                    ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "job"]):
+        subprocess.run(["git", *command], cwd=root, check=True)
+    assert results.git_commit(str(root))[1] is False
+    for name in files[1:]:
+        (root / name).write_text("after\n")
+    assert results.git_commit(str(root))[1] is False
+    (root / "job.py").write_text("after\n")
+    assert results.git_commit(str(root))[1] is True
+
+
 def test_a_failed_run_records_nothing(results, tmp_path):
     root = tmp_path / "repo"
     root.mkdir()
