@@ -143,6 +143,7 @@ def test_every_figure_a_readme_shows_is_committed(results):
 
 def test_generate_block_shows_the_code_statistics_when_recorded(results):
     record = json.loads(json.dumps(results.load_records()["generate"]))
+    record["numbers"].pop("test_codes", None)  # as recorded before generate.py wrote them
     assert "perplexity" not in "\n".join(results.render_generate(record))
     record["numbers"]["test_codes"] = {"perplexity": 91.25, "usage": 1.0,
                                        "most_frequent_code": 3,
