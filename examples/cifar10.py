@@ -229,9 +229,8 @@ def train_and_evaluate(config, workdir):
     strategy = tfvq.training.make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     resolver = getattr(strategy, "cluster_resolver", None)
-    jobs = resolver.cluster_spec().jobs if resolver is not None else []
-    num_workers = sum(resolver.cluster_spec().num_tasks(job) for job in jobs
-                      if job in ("chief", "worker")) or 1
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    num_workers = len(cluster.get("chief", [])) + len(cluster.get("worker", [])) or 1
     worker_index = tfvq.training.worker_index(strategy)
     chief = worker_index == 0
     os.makedirs(workdir, exist_ok=True)
