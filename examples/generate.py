@@ -5,7 +5,8 @@
 Writes into --output_dir: samples.png (codes drawn from the prior, decoded), interpolation.png
 (test pairs blended in the pre-quantization space), reconstructions.png, metrics.json (test
 bits/dim of VQ-VAE + prior and its parts, the prior's validation accuracy and NLL next to the
-keras.io VQ-VAE example's 0.673, the test codes' perplexity and usage and the accuracy of always
+keras.io VQ-VAE example's 0.673 (on the test codes, and with --prior_holdout also on the held-out
+training codes keras.io measures on), the test codes' perplexity and usage and the accuracy of always
 guessing the most frequent training code, sampling time), the two models (vqvae.keras,
 prior.keras) and their histories (history_vqvae.csv, history_prior.csv). Each model trains as
 a stage of its own: run the script again with the same --output_dir and an interrupted stage
@@ -15,6 +16,7 @@ tests and notebooks.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -49,6 +51,7 @@ class Config:
     prior_schedule: str = "constant"
     prior_weight_decay: float = 0.0
     prior_dropout: float = 0.0
+    prior_holdout: float = 0.0
     class_conditional: bool = False
     num_samples: int = 32
     temperature: float = 1.0
@@ -105,6 +108,11 @@ def define_flags():
                        "Decoupled weight decay of the prior's optimizer (AdamW); 0: Adam.")
     flags.DEFINE_float("prior_dropout", Config.prior_dropout,
                        "Dropout rate in each gated block of the prior, in training only.")
+    flags.DEFINE_float("prior_holdout", Config.prior_holdout,
+                       "Fraction of the training images whose codes the prior does not train "
+                       "on, the last ones of the split, as keras.io's validation_split; the "
+                       "prior's accuracy on them is reported next to the test split's. 0: the "
+                       "prior trains on all of them.")
     flags.DEFINE_bool("class_conditional", Config.class_conditional,
                       "Condition the prior on the class label.")
     flags.DEFINE_integer("num_samples", Config.num_samples, "Images to sample for samples.png.")
@@ -212,6 +220,46 @@ def _code_array(codes_ds, labelled):
                            for element in codes_ds])
 
 
+def _holdout_size(config, train_size):
+    """Training images held out from the prior: keras.io's `validation_split` arithmetic."""
+    return train_size - int(train_size * (1.0 - config.prior_holdout))
+
+
+def _prior_splits(config, train, train_size):
+    """The images whose codes the prior trains on, and those it is validated on (or None).
+
+    Without a holdout that is `train` itself. With one, the first images of the split train
+    the prior and the last `_holdout_size` are held out, both read in the split's order (the
+    prior's codes are shuffled afterwards): keras.io's `validation_split` also holds out the
+    last images of its training array.
+    """
+    import tfvq
+
+    if not config.prior_holdout:
+        return train, None
+    if not 0.0 < config.prior_holdout < 1.0:
+        raise ValueError(f"prior_holdout must be in [0, 1); got {config.prior_holdout}")
+    held = _holdout_size(config, train_size)
+    if not 1 <= held < train_size:
+        raise ValueError(f"prior_holdout={config.prior_holdout} of {train_size} training images "
+                         f"holds out {held}: at least one must be held out and one kept")
+    kept = train_size - held
+    load = functools.partial(tfvq.data.load, config.dataset, batch_size=config.batch_size,
+                             data_dir=config.data_dir, shuffle=False,
+                             with_labels=config.class_conditional)
+    return load(f"train[:{kept}]"), load(f"train[{kept}:{train_size}]")
+
+
+def _holdout_metrics(prior, holdout_codes, config, train_size):
+    """The prior's accuracy and NLL on the held-out training codes, if any were held out."""
+    if holdout_codes is None:
+        return {}
+    held = prior.evaluate(holdout_codes, return_dict=True, verbose=0)
+    return {"prior_holdout_accuracy": float(held["accuracy"]),
+            "prior_holdout_nll_nats_per_code": float(held["loss"]),
+            "prior_holdout_examples": _holdout_size(config, train_size)}
+
+
 def train_and_evaluate(config, workdir):
     """Trains (or resumes, or loads) both models, samples, measures, and writes to `workdir`.
 
@@ -240,6 +288,12 @@ def train_and_evaluate(config, workdir):
     test = tfvq.data.load(config.dataset, test_split, config.batch_size,
                           data_dir=config.data_dir, with_labels=labelled)
 
+    # Before any training, so that a bad --prior_holdout fails at once.
+    train_size = info.num_examples["train"]
+    if config.train_examples:
+        train_size = min(config.train_examples, train_size)
+    prior_images, holdout = _prior_splits(config, train, train_size)
+
     vqvae, _, vqvae_seconds = common_flags.fit_resumable(
         lambda: build_vqvae(config, info.image_shape, variance), train, config.vqvae_epochs,
         workdir, stage="vqvae", steps_per_epoch=config.vqvae_steps_per_epoch,
@@ -247,10 +301,12 @@ def train_and_evaluate(config, workdir):
     vqvae_test = vqvae.evaluate(test, return_dict=True, verbose=0)
 
     # The prior trains on the codes of the training split and is validated on the test split's
-    # codes (keras.io holds out 10% of the training codes instead).
+    # codes; with --prior_holdout it trains on the first part of the training split and is
+    # validated on the rest, as keras.io's validation_split=0.1 does.
     start = time.time()
-    train_codes = tfvq.models.codes_dataset(vqvae, train)
+    train_codes = tfvq.models.codes_dataset(vqvae, prior_images)
     test_codes = tfvq.models.codes_dataset(vqvae, test)
+    holdout_codes = None if holdout is None else tfvq.models.codes_dataset(vqvae, holdout)
     encode_seconds = time.time() - start
     # Perplexity and usage of the test codes, and the accuracy of always guessing the training
     # codes' most frequent one: the floor the prior's accuracy is read against.
@@ -261,15 +317,14 @@ def train_and_evaluate(config, workdir):
     num_classes = len(info.class_names) if labelled else None
     spec = train_codes.element_spec
     latent_shape = tuple(int(d) for d in (spec[0] if labelled else spec).shape[1:])
-    train_size = info.num_examples["train"]
-    if config.train_examples:
-        train_size = min(config.train_examples, train_size)
-    prior_steps = config.prior_steps_per_epoch or math.ceil(train_size / config.batch_size)
+    prior_train_size = train_size - (0 if holdout is None else _holdout_size(config, train_size))
+    prior_steps = config.prior_steps_per_epoch or math.ceil(prior_train_size / config.batch_size)
     prior, _, prior_seconds = common_flags.fit_resumable(
         lambda: build_prior(config, vqvae.num_embeddings, latent_shape, num_classes,
                             total_steps=config.prior_epochs * prior_steps),
         train_codes, config.prior_epochs, workdir, stage="prior",
-        steps_per_epoch=config.prior_steps_per_epoch, validation_data=test_codes, verbose=2)
+        steps_per_epoch=config.prior_steps_per_epoch,
+        validation_data=test_codes if holdout_codes is None else holdout_codes, verbose=2)
     prior_val = prior.evaluate(test_codes, return_dict=True, verbose=0)
 
     bpd = tfvq.metrics.bits_per_dim(vqvae, test, prior=prior, return_terms=True)
@@ -307,6 +362,7 @@ def train_and_evaluate(config, workdir):
                              "Gaussian, scale fitted) - log p(z_q) under the prior",
         "prior_val_accuracy": float(prior_val["accuracy"]),
         "prior_val_nll_nats_per_code": float(prior_val["loss"]),
+        **_holdout_metrics(prior, holdout_codes, config, train_size),
         "test_codes": test_code_stats,
         "keras_io_prior_val_accuracy": KERAS_IO_PRIOR_VAL_ACCURACY,
         "vqvae_test": {key: float(np.mean(value)) for key, value in vqvae_test.items()},

@@ -60,6 +60,13 @@ channels. The gap to 0.673 is not the prior's alone: tfvq's test codes have
 a perplexity of 22.3 against keras.io's 10.6, and a spread-out code distribution is harder to
 predict.
 
+Those figures were all on the test split's codes, while keras.io's 0.673 is on the codes of the
+last 10% of its training images, held out from its prior (`validation_split=0.1`; its VQ-VAE
+trained on all of them). tfvq's prior now follows that protocol by default (`--prior_holdout=0.1`:
+it trains on the codes of the first 54,000 training images, 10% fewer steps per epoch, and is
+validated on the last 6,000), the target compares that figure, and the test split's accuracy
+is reported next to it.
+
 The defaults (2 + 2 epochs of 200 steps) took 4.3 CPU-minutes (3 min wall, 2026-12-02, Intel
 Xeon, 2 cores, with tfvq on the paper stacks; not remeasured on keras.io's). keras.io's budget is
 `--vqvae_epochs=30 --prior_epochs=30 --steps_per_epoch=0` (0: one pass over the 60,000
@@ -111,6 +118,10 @@ def define_flags():
     flags.DEFINE_float("prior_dropout", 0.0,
                        "Dropout in tfvq's prior's gated blocks (examples/generate.py "
                        "--prior_dropout; keras.io's prior has none).")
+    flags.DEFINE_float("prior_holdout", 0.1,
+                       "Fraction of the training images (the last ones) whose codes tfvq's "
+                       "prior does not train on and is validated on, as keras.io's "
+                       "validation_split=0.1 (examples/generate.py --prior_holdout).")
     flags.DEFINE_integer("train_examples", 0, "Training images (0: all 60,000; fewer for tests).")
     flags.DEFINE_integer("test_examples", 0, "Test images measured (0: all 10,000).")
     flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -219,7 +230,8 @@ def train_tfvq(run, steps_per_epoch, test_examples):
         architecture=FLAGS.architecture, hidden_channels=FLAGS.hidden_channels,
         prior_channels=FLAGS.prior_channels, prior_layers=FLAGS.prior_layers,
         prior_schedule=FLAGS.prior_schedule, prior_weight_decay=FLAGS.prior_weight_decay,
-        prior_dropout=FLAGS.prior_dropout, train_examples=FLAGS.train_examples,
+        prior_dropout=FLAGS.prior_dropout, prior_holdout=FLAGS.prior_holdout,
+        train_examples=FLAGS.train_examples,
         eval_examples=test_examples,
         learning_rate=KERAS_IO["learning_rate"], seed=FLAGS.seed)
     if FLAGS.data_dir:
@@ -234,6 +246,8 @@ def train_tfvq(run, steps_per_epoch, test_examples):
              "mse": metrics["vqvae_test"]["mse"], **_code_fields(metrics["test_codes"]),
              "prior_val_accuracy": metrics["prior_val_accuracy"],
              "prior_val_accuracy_source": "measured here, on the test split's codes",
+             **{key: metrics[key] for key in ("prior_holdout_accuracy",
+                                              "prior_holdout_examples") if key in metrics},
              "bits_per_dim": metrics["bits_per_dim"],
              "bits_per_dim_terms": {k: metrics["bits_per_dim_terms"][k] for k in (
                  "reconstruction_bits_per_dim", "prior_bits_per_dim")},
@@ -282,7 +296,8 @@ def main(argv):
         "settings": {k: getattr(FLAGS, k) for k in (
             "vqvae_epochs", "prior_epochs", "steps_per_epoch", "batch_size", "architecture",
             "hidden_channels", "num_embeddings", "prior_channels", "prior_layers",
-            "prior_schedule", "prior_weight_decay", "prior_dropout", "train_examples",
+            "prior_schedule", "prior_weight_decay", "prior_dropout", "prior_holdout",
+            "train_examples",
             "test_examples", "seed")},
         "test_images": len(test_x),
         "data_variance": variance,
@@ -291,8 +306,11 @@ def main(argv):
             "better_reconstruction": ours["normalized_mse"] < reference["normalized_mse"],
             "perplexity_at_least_twice": (ours["code_perplexity"]
                                           >= 2 * reference["code_perplexity"]),
-            "prior_accuracy_at_least_keras_io": (ours["prior_val_accuracy"]
-                                                 >= KERAS_IO["prior_val_accuracy"]),
+            # keras.io's figure is on held-out training codes: compared like for like when
+            # tfvq's prior held some out too.
+            "prior_accuracy_at_least_keras_io": (
+                ours.get("prior_holdout_accuracy", ours["prior_val_accuracy"])
+                >= KERAS_IO["prior_val_accuracy"]),
         },
         "figures": ["reconstructions.png"],
     })

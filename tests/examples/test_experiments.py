@@ -191,6 +191,13 @@ def test_keras_io_anchor(tmp_path, mnist_data_dir):
         assert 0.0 < entry["code_usage"] <= 1.0 and entry["normalized_mse"] > 0
         assert 0.0 < entry["most_frequent_code_accuracy"] <= 1.0
     assert theirs["prior_val_accuracy"] == 0.673 and "bits_per_dim" not in theirs
+    # By default tfvq's prior holds out the last 10% of the training images, as keras.io's
+    # validation_split=0.1, and the target compares its accuracy there.
+    assert results["settings"]["prior_holdout"] == 0.1
+    assert ours["prior_holdout_examples"] == 128 - int(128 * 0.9)
+    assert 0.0 <= ours["prior_holdout_accuracy"] <= 1.0
+    assert results["targets"]["prior_accuracy_at_least_keras_io"] == (
+        ours["prior_holdout_accuracy"] >= 0.673)
     assert ours["bits_per_dim"] == pytest.approx(sum(ours["bits_per_dim_terms"].values()),
                                                  rel=1e-5)
     assert results["targets"]["better_reconstruction"] == (

@@ -69,6 +69,35 @@ def test_command_line_writes_pictures_and_bounds_and_each_stage_resumes(
     assert _lines(tmp_path / "history_prior.csv") == 3  # header + two epochs
 
 
+def test_prior_holdout_is_the_last_training_images_in_order(example, mnist_data_dir):
+    import numpy as np
+
+    import tfvq
+
+    generate = example("generate")
+    config = generate.Config(data_dir=mnist_data_dir, batch_size=32, prior_holdout=0.1)
+    kept, held = generate._prior_splits(config, None, 100)
+    # keras.io's validation_split arithmetic: int(100 * 0.9) kept, the other 10 held out.
+    kept, held = (np.concatenate(list(ds.as_numpy_iterator())) for ds in (kept, held))
+    assert len(kept) == 90 and len(held) == 10
+    whole = tfvq.data.load("mnist", "train[:100]", batch_size=100, data_dir=mnist_data_dir,
+                           shuffle=False)
+    np.testing.assert_array_equal(np.concatenate([kept, held]), next(iter(whole)).numpy())
+    # Without a holdout the prior trains on the VQ-VAE's own training set.
+    assert generate._prior_splits(generate.Config(), "train", 100) == ("train", None)
+
+
+@pytest.mark.parametrize("holdout", [-0.1, 1.0, 0.995, 1e-17])  # of 100: keeps none, holds out none
+def test_a_bad_prior_holdout_fails_before_any_training(example, tmp_path, mnist_data_dir,
+                                                       holdout):
+    generate = example("generate")
+    config = generate.Config(data_dir=mnist_data_dir, **{**TINY, "train_examples": 100},
+                             prior_holdout=holdout)
+    with pytest.raises(ValueError, match="prior_holdout"):
+        generate.train_and_evaluate(config, str(tmp_path))
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
+
+
 def test_quantizer_flags_reach_the_codebook(example):
     generate = example("generate")
     default = generate.build_vqvae(generate.Config(), (28, 28, 1), 0.1).quantizer
