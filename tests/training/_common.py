@@ -1,8 +1,9 @@
 """Tiny VQ-VAE and data shared by the training tests and their worker scripts."""
 
-import numpy as np
+# The blobs of the model tests, at their shape.
+from tests.models._common import SHAPE as IMAGE_SHAPE, images
 
-IMAGE_SHAPE = (8, 8, 1)
+__all__ = ["IMAGE_SHAPE", "images", "tiny_vqvae"]
 
 
 def tiny_vqvae(**overrides):
@@ -13,14 +14,3 @@ def tiny_vqvae(**overrides):
                    downsample_stages=1, quantizer="ema")
     options.update(overrides)
     return tfvq.VQVAE(**options)
-
-
-def images(n, seed=0):
-    """Smooth random images in [0, 1]: blobs, so codes are not all alike."""
-    rng = np.random.default_rng(seed)
-    h, w, c = IMAGE_SHAPE
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    centres = rng.uniform(0, 1, size=(n, 2, 1, 1))
-    widths = rng.uniform(0.1, 0.4, size=(n, 1, 1))
-    blobs = np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) / widths**2)
-    return blobs[..., None].repeat(c, axis=-1).astype(np.float32)
