@@ -70,7 +70,7 @@ with AVX-512, commit 7832e8a, VQ-VAE retrained, test-code perplexity 24.2) the p
 0.662 on the held-out training codes and 0.664 on the test codes, at training accuracy 0.674.
 The two targets pull against each other through the dead-code restarts: the same command with
 `--dead_code_threshold=0` for tfvq (k-means init kept; 2026-12-08, AVX-512 EPYC, commit
-cc7b6ea, 47 min; results/probes/keras_io_anchor_norestart.json) left the codes at a test
+cc7b6ea, 48 min wall; results/probes/keras_io_anchor_norestart.json) left the codes at a test
 perplexity of 14.0, 1.2x keras.io's 11.5 instead of the 2x asked, and its prior reached 0.680
 on the held-out codes and 0.681 on the test codes, above keras.io's 0.673, with a normalised
 MSE of 0.0400 (0.0403 with restarts) and 2.574 bits/dim (2.612). No setting tried here meets
