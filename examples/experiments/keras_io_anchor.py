@@ -68,8 +68,9 @@ validated on the last 6,000), the target compares that figure, and the test spli
 is reported next to it. The protocol did not close the gap: in the record (2026-12-08, AMD EPYC
 with AVX-512, commit 7832e8a, VQ-VAE retrained, test-code perplexity 24.2) the prior reached
 0.662 on the held-out training codes and 0.664 on the test codes, at training accuracy 0.674.
-The two targets pull against each other through the dead-code restarts: the same command with
-`--dead_code_threshold=0` for tfvq (k-means init kept; 2026-12-08, AVX-512 EPYC, commit
+The two targets pull against each other through the dead-code restarts: tfvq's side of the
+record's command, run through examples/generate.py with `--dead_code_threshold=0` (k-means init
+kept; 2026-12-08, AVX-512 EPYC, commit
 cc7b6ea, 48 min wall; results/probes/keras_io_anchor_norestart.json) left the codes at a test
 perplexity of 14.0, 1.2x keras.io's 11.5 instead of the 2x asked, and its prior reached 0.680
 on the held-out codes and 0.681 on the test codes, above keras.io's 0.673, with a normalised
