@@ -220,44 +220,41 @@ def _code_array(codes_ds, labelled):
                            for element in codes_ds])
 
 
-def _holdout_size(config, train_size):
-    """Training images held out from the prior: keras.io's `validation_split` arithmetic."""
-    return train_size - int(train_size * (1.0 - config.prior_holdout))
-
-
 def _prior_splits(config, train, train_size):
-    """The images whose codes the prior trains on, and those it is validated on (or None).
+    """`(prior_images, holdout, held)`: the images whose codes the prior trains on, those it
+    is validated on (or None), and how many are held out.
 
-    Without a holdout that is `train` itself. With one, the first images of the split train
-    the prior and the last `_holdout_size` are held out, both read in the split's order (the
-    prior's codes are shuffled afterwards): keras.io's `validation_split` also holds out the
-    last images of its training array.
+    Without a holdout that is `train` itself, and none held out. With one, the first
+    `int(n * (1 - prior_holdout))` images of the split train the prior and the rest are held
+    out, both read in the split's order (the prior's codes are shuffled afterwards): keras.io's
+    `validation_split` does the same arithmetic and also holds out the last images of its
+    training array.
     """
     import tfvq
 
     if not config.prior_holdout:
-        return train, None
+        return train, None, 0
     if not 0.0 < config.prior_holdout < 1.0:
         raise ValueError(f"prior_holdout must be in [0, 1); got {config.prior_holdout}")
-    held = _holdout_size(config, train_size)
+    kept = int(train_size * (1.0 - config.prior_holdout))
+    held = train_size - kept
     if not 1 <= held < train_size:
         raise ValueError(f"prior_holdout={config.prior_holdout} of {train_size} training images "
                          f"holds out {held}: at least one must be held out and one kept")
-    kept = train_size - held
     load = functools.partial(tfvq.data.load, config.dataset, batch_size=config.batch_size,
                              data_dir=config.data_dir, shuffle=False,
                              with_labels=config.class_conditional)
-    return load(f"train[:{kept}]"), load(f"train[{kept}:{train_size}]")
+    return load(f"train[:{kept}]"), load(f"train[{kept}:{train_size}]"), held
 
 
-def _holdout_metrics(prior, holdout_codes, config, train_size):
-    """The prior's accuracy and NLL on the held-out training codes, if any were held out."""
+def _holdout_metrics(prior, holdout_codes, held):
+    """The prior's accuracy and NLL on the `held` held-out training images' codes, if any."""
     if holdout_codes is None:
         return {}
-    held = prior.evaluate(holdout_codes, return_dict=True, verbose=0)
-    return {"prior_holdout_accuracy": float(held["accuracy"]),
-            "prior_holdout_nll_nats_per_code": float(held["loss"]),
-            "prior_holdout_examples": _holdout_size(config, train_size)}
+    scores = prior.evaluate(holdout_codes, return_dict=True, verbose=0)
+    return {"prior_holdout_accuracy": float(scores["accuracy"]),
+            "prior_holdout_nll_nats_per_code": float(scores["loss"]),
+            "prior_holdout_examples": held}
 
 
 def train_and_evaluate(config, workdir):
@@ -292,7 +289,7 @@ def train_and_evaluate(config, workdir):
     train_size = info.num_examples["train"]
     if config.train_examples:
         train_size = min(config.train_examples, train_size)
-    prior_images, holdout = _prior_splits(config, train, train_size)
+    prior_images, holdout, held = _prior_splits(config, train, train_size)
 
     vqvae, _, vqvae_seconds = common_flags.fit_resumable(
         lambda: build_vqvae(config, info.image_shape, variance), train, config.vqvae_epochs,
@@ -317,8 +314,8 @@ def train_and_evaluate(config, workdir):
     num_classes = len(info.class_names) if labelled else None
     spec = train_codes.element_spec
     latent_shape = tuple(int(d) for d in (spec[0] if labelled else spec).shape[1:])
-    prior_train_size = train_size - (0 if holdout is None else _holdout_size(config, train_size))
-    prior_steps = config.prior_steps_per_epoch or math.ceil(prior_train_size / config.batch_size)
+    prior_steps = config.prior_steps_per_epoch or math.ceil((train_size - held)
+                                                            / config.batch_size)
     prior, _, prior_seconds = common_flags.fit_resumable(
         lambda: build_prior(config, vqvae.num_embeddings, latent_shape, num_classes,
                             total_steps=config.prior_epochs * prior_steps),
@@ -362,7 +359,7 @@ def train_and_evaluate(config, workdir):
                              "Gaussian, scale fitted) - log p(z_q) under the prior",
         "prior_val_accuracy": float(prior_val["accuracy"]),
         "prior_val_nll_nats_per_code": float(prior_val["loss"]),
-        **_holdout_metrics(prior, holdout_codes, config, train_size),
+        **_holdout_metrics(prior, holdout_codes, held),
         "test_codes": test_code_stats,
         "keras_io_prior_val_accuracy": KERAS_IO_PRIOR_VAL_ACCURACY,
         "vqvae_test": {key: float(np.mean(value)) for key, value in vqvae_test.items()},

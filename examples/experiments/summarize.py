@@ -114,23 +114,21 @@ def faces_vae(r):
                         f"{_f(r['train_bce_nats_per_pixel'], 4)} nats/pixel."]
 
 
-def _anchor_prior_rows(theirs, ours, row):
-    """The prior accuracy rows: on held-out training codes (keras.io's protocol) where tfvq's
-    record has them, and on the test codes (keras.io publishes none there)."""
-    if "prior_holdout_accuracy" not in ours:  # records from before --prior_holdout
-        return [row("prior accuracy", "prior_val_accuracy", 3)]
-    return [["prior accuracy, held-out training codes", _f(theirs["prior_val_accuracy"], 3),
+def _anchor_prior(theirs, ours, row):
+    """`(header, rows, protocol)` for the prior's accuracy: on held-out training codes
+    (keras.io's protocol) where tfvq's record has them, and on the test codes (keras.io
+    publishes none there); records from before --prior_holdout have the test codes alone."""
+    if "prior_holdout_accuracy" not in ours:
+        return ("on the MNIST test split", [row("prior accuracy", "prior_val_accuracy", 3)],
+                f"tfvq's is {ours['prior_val_accuracy_source']}")
+    rows = [["prior accuracy, held-out training codes", _f(theirs["prior_val_accuracy"], 3),
              _f(ours["prior_holdout_accuracy"], 3)],
             ["prior accuracy, test codes", _f(None, 3), _f(ours["prior_val_accuracy"], 3)]]
-
-
-def _anchor_prior_protocol(ours):
-    """How tfvq's prior accuracy was measured, for the anchor's prose."""
-    if "prior_holdout_accuracy" not in ours:
-        return f"tfvq's is {ours['prior_val_accuracy_source']}"
-    return (f"tfvq's prior, like keras.io's, trains on the codes of the training images but the "
-            f"last {ours['prior_holdout_examples']:,} and is validated on theirs (the target "
-            f"compares that figure); its accuracy on the test split's codes is shown too")
+    protocol = (f"tfvq's prior, like keras.io's, trains on the codes of the training images but "
+                f"the last {ours['prior_holdout_examples']:,} and is validated on theirs (the "
+                f"target compares that figure); its accuracy on the test split's codes is shown "
+                f"too")
+    return "on MNIST (the test split unless said)", rows, protocol
 
 
 def keras_io_anchor(r):
@@ -143,6 +141,7 @@ def keras_io_anchor(r):
     def row(label, key, digits):
         return [label, _f(theirs.get(key), digits), _f(ours.get(key), digits)]
 
+    where, prior_rows, protocol = _anchor_prior(theirs, ours, row)
     perplexity = (f"test code perplexity (of {k})" if our_k == k
                   else f"test code perplexity (of {k} for keras.io, {our_k} for tfvq)")
     rows = [["codebook size K", str(k), str(our_k)],
@@ -150,7 +149,7 @@ def keras_io_anchor(r):
             row(perplexity, "code_perplexity", 1),
             row("codes used", "code_usage", 3),
             row("always the most frequent code: accuracy", "most_frequent_code_accuracy", 3),
-            *_anchor_prior_rows(theirs, ours, row),
+            *prior_rows,
             row("test bits/dim", "bits_per_dim", 3)]
     targets = r["targets"]
     said = {"better_reconstruction": "lower normalised MSE than keras.io",
@@ -162,15 +161,13 @@ def keras_io_anchor(r):
     networks = (f"keras.io's own conv stacks ({settings['hidden_channels']} channels, 7 x 7 "
                 f"pixels per code)" if settings["architecture"] == "keras_io"
                 else "tfvq's paper conv stacks (26 x 26 pixels per code)")
-    where = ("on MNIST (the test split unless said)" if "prior_holdout_accuracy" in ours
-             else "on the MNIST test split")
     return _table([where, "keras.io", "tfvq"], rows) + [
         "", f"Budget: {r['budget']}, for both VQ-VAEs and for tfvq's prior "
             f"({settings['prior_channels']} channels, {settings['prior_layers']} gated "
             f"blocks). tfvq's VQ-VAE runs on {networks}, with tfvq's EMA quantizer (k-means "
             f"init, dead-code restarts). keras.io's prior accuracy is the figure it publishes, "
             f"measured on 10% of its training codes held out (its prior is not rerun here); "
-            f"{_anchor_prior_protocol(ours)}. Always guessing the training codes' most "
+            f"{protocol}. Always guessing the training codes' most "
             f"frequent code scores {_f(ours['most_frequent_code_accuracy'], 3)} on the test "
             f"codes. keras.io's bits/dim needs its "
             f"prior, which is not rerun. Targets: {verdict}."]

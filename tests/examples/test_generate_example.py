@@ -76,15 +76,16 @@ def test_prior_holdout_is_the_last_training_images_in_order(example, mnist_data_
 
     generate = example("generate")
     config = generate.Config(data_dir=mnist_data_dir, batch_size=32, prior_holdout=0.1)
-    kept, held = generate._prior_splits(config, None, 100)
+    kept, held, count = generate._prior_splits(config, None, 100)
     # keras.io's validation_split arithmetic: int(100 * 0.9) kept, the other 10 held out.
+    assert count == 10
     kept, held = (np.concatenate(list(ds.as_numpy_iterator())) for ds in (kept, held))
     assert len(kept) == 90 and len(held) == 10
     whole = tfvq.data.load("mnist", "train[:100]", batch_size=100, data_dir=mnist_data_dir,
                            shuffle=False)
     np.testing.assert_array_equal(np.concatenate([kept, held]), next(iter(whole)).numpy())
     # Without a holdout the prior trains on the VQ-VAE's own training set.
-    assert generate._prior_splits(generate.Config(), "train", 100) == ("train", None)
+    assert generate._prior_splits(generate.Config(), "train", 100) == ("train", None, 0)
 
 
 @pytest.mark.parametrize("holdout", [-0.1, 1.0, 0.995, 1e-17])  # of 100: keeps none, holds out none
