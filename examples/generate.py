@@ -5,14 +5,14 @@
 Writes into --output_dir: samples.png (codes drawn from the prior, decoded), interpolation.png
 (test pairs blended in the pre-quantization space), reconstructions.png, metrics.json (test
 bits/dim of VQ-VAE + prior and its parts, the prior's validation accuracy and NLL next to the
-keras.io VQ-VAE example's 0.673 (on the test codes, and with --prior_holdout also on the held-out
-training codes keras.io measures on), the test codes' perplexity and usage and the accuracy of always
-guessing the most frequent training code, sampling time), the two models (vqvae.keras,
-prior.keras) and their histories (history_vqvae.csv, history_prior.csv). Each model trains as
-a stage of its own: run the script again with the same --output_dir and an interrupted stage
-resumes from its last finished epoch (in backup_vqvae/ or backup_prior/), a finished one is
-loaded instead of trained again. `train_and_evaluate(config, workdir)` is the whole job, for
-tests and notebooks.
+keras.io VQ-VAE example's 0.673 (on the test codes, and with --prior_holdout also on the
+held-out training codes keras.io measures on), the test codes' perplexity and usage and the
+accuracy of always guessing the most frequent training code, sampling time), the two models
+(vqvae.keras, prior.keras) and their histories (history_vqvae.csv, history_prior.csv). Each
+model trains as a stage of its own: run the script again with the same --output_dir and an
+interrupted stage resumes from its last finished epoch (in backup_vqvae/ or backup_prior/), a
+finished one is loaded instead of trained again. `train_and_evaluate(config, workdir)` is the
+whole job, for tests and notebooks.
 """
 
 import dataclasses
