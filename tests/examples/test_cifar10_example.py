@@ -78,7 +78,8 @@ def _photo_folder(root):
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_on_a_folder_in_process(example, tmp_path):
+def test_train_and_evaluate_on_a_folder_in_process(example, tmp_path,
+                                                   bfloat16_convolutions):
     cifar10 = example("cifar10")
     folder = _photo_folder(tmp_path / "photos")
     # In bfloat16, so that fit, evaluate and saving under a mixed policy are covered too.
@@ -130,7 +131,7 @@ def _lines(path):
     return len(path.read_text().strip().splitlines())
 
 
-def test_the_dtype_policy_reaches_every_layer_and_no_further(example):
+def test_the_dtype_policy_reaches_every_layer_and_no_further(example, bfloat16_convolutions):
     import keras
 
     cifar10 = example("cifar10")

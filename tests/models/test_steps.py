@@ -117,7 +117,8 @@ def test_float_images_out_of_range_warn_once():
 
 
 @pytest.mark.parametrize("name", ["vae_mse", "vqvae_ema"])
-def test_a_model_built_under_a_mixed_policy_loads_with_it(name, tmp_path):
+def test_a_model_built_under_a_mixed_policy_loads_with_it(name, tmp_path,
+                                                         bfloat16_convolutions):
     from ._common import BUILDERS, SHAPE
 
     keras.config.set_dtype_policy("mixed_bfloat16")
