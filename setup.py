@@ -30,8 +30,11 @@ EXTRAS = {
              "dm-sonnet==2.0.2",
              # tests/layers/test_backends.py under KERAS_BACKEND=jax and torch, measured with
              # Keras 3.15 here; torch 2.13.0 is the CPU build (a looser pin can take CUDA's).
-             "jax[cpu]==0.10.2", "torch==2.13.0"],
-    "bench": ["dm-sonnet==2.0.2", "torch==2.13.0", "vector-quantize-pytorch"],
+             "jax[cpu]==0.10.2", "torch==2.13.0",
+             # tests/benchmarks runs the quantizer benchmark's reference rows.
+             "vector-quantize-pytorch==1.32.0"],
+    # The references of benchmarks/, pinned: the version is part of every ratio published.
+    "bench": ["dm-sonnet==2.0.2", "torch==2.13.0", "vector-quantize-pytorch==1.32.0"],
 }
 
 setuptools.setup(

@@ -81,7 +81,7 @@ DECAY = 0.99
 LABELS = {
     "tfvq": "tfvq",
     "tfvq_xla": "tfvq (jit_compile)",
-    "sonnet": "dm-sonnet 2.0.2",
+    "sonnet": "dm-sonnet",
     "vqtorch": "vector-quantize-pytorch",
     "bare": "bare search (matmul + argmin)",
 }
@@ -130,7 +130,7 @@ NOTES = """\
   steps minus the RSS before them: what a steady-state step allocates anew (the (N, K)
   distances, gradients, temporaries), not the libraries' code and weights, nor memory their
   allocators keep from step to step.
-- vector-quantize-pytorch 1.32.0 on (128, 64, D) inputs: `VectorQuantize(dim, codebook_size=K,
+- vector-quantize-pytorch on (128, 64, D) inputs: `VectorQuantize(dim, codebook_size=K,
   decay=0.99, commitment_weight=0.25, rotation_trick=False)` (the VectorQuantizer row adds
   `learnable_codebook=True, ema_update=False`; cosine `use_cosine_sim=True`, factorized
   `codebook_dim=8`, rotation `rotation_trick=True`); `ResidualVQ(num_quantizers=4,
@@ -597,6 +597,28 @@ def format_sonnet_check(checks):
     return "\n".join(lines)
 
 
+# The distributions behind each library's rows, whose installed versions a section records.
+_TENSORFLOW = ("tensorflow-cpu", "tensorflow", "keras")  # -cpu here, the plain one on GPUs
+DISTRIBUTIONS = {"tfvq": _TENSORFLOW, "tfvq_xla": _TENSORFLOW, "bare": _TENSORFLOW,
+                 "sonnet": ("dm-sonnet",),
+                 "vqtorch": ("vector-quantize-pytorch", "torch")}
+
+
+def installed_versions(libraries):
+    """"name version" of each distribution behind `libraries`, as installed (read, not assumed:
+    an unpinned reference once ran at another version than the one its section named)."""
+    from importlib import metadata
+
+    names = dict.fromkeys(name for lib in libraries for name in DISTRIBUTIONS.get(lib, ()))
+    versions = []
+    for name in names:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue  # the one of tensorflow and tensorflow-cpu that is not installed
+    return versions
+
+
 def main(argv):
     del argv
     # Before anything imports Keras, which reads the backend once.
@@ -637,7 +659,7 @@ def main(argv):
             f"`{command}` on {datetime.date.today().isoformat()}, {report.cpu_model()}, CPU only, "
             f"{FLAGS.threads} threads "
             f"for TensorFlow and torch; inputs {shape}, commitment cost {COMMITMENT_COST}, "
-            f"decay {DECAY}.", "",
+            f"decay {DECAY}; {', '.join(installed_versions(libraries))}.", "",
             table, "",
             NOTES,
             "tfvq `VectorQuantizer` against `snt.nets.VectorQuantizer` on the same inputs and codebook:",

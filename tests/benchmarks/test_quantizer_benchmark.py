@@ -40,3 +40,8 @@ def test_every_quantizer_row_is_timed_and_written(tmp_path):
     heading = f"## Quantizer, {cpu_info()[0]}, {vector_kind()} (issues 2, 16, 17)"
     assert heading in text and "## Other\n\nkept" in text
     assert text.count(heading) == 1 and text.count("| tfvq | LookupFreeQuantizer") == 1
+    # The references' versions as installed, not as once written down.
+    from importlib import metadata
+
+    for name in ("vector-quantize-pytorch", "torch", "keras"):
+        assert f"{name} {metadata.version(name)}" in text, name
