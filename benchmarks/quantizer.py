@@ -604,19 +604,12 @@ DISTRIBUTIONS = {"tfvq": _TENSORFLOW, "tfvq_xla": _TENSORFLOW, "bare": _TENSORFL
                  "vqtorch": ("vector-quantize-pytorch", "torch")}
 
 
-def installed_versions(libraries):
-    """"name version" of each distribution behind `libraries`, as installed (read, not assumed:
-    an unpinned reference once ran at another version than the one its section named)."""
-    from importlib import metadata
+def library_versions(libraries):
+    """"name version" of each installed distribution behind `libraries`."""
+    from tfvq.utils.machine import installed_versions
 
     names = dict.fromkeys(name for lib in libraries for name in DISTRIBUTIONS.get(lib, ()))
-    versions = []
-    for name in names:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue  # the one of tensorflow and tensorflow-cpu that is not installed
-    return versions
+    return [f"{name} {version}" for name, version in installed_versions(names).items()]
 
 
 def main(argv):
@@ -659,7 +652,7 @@ def main(argv):
             f"`{command}` on {datetime.date.today().isoformat()}, {report.cpu_model()}, CPU only, "
             f"{FLAGS.threads} threads "
             f"for TensorFlow and torch; inputs {shape}, commitment cost {COMMITMENT_COST}, "
-            f"decay {DECAY}; {', '.join(installed_versions(libraries))}.", "",
+            f"decay {DECAY}; {', '.join(library_versions(libraries))}.", "",
             table, "",
             NOTES,
             "tfvq `VectorQuantizer` against `snt.nets.VectorQuantizer` on the same inputs and codebook:",

@@ -28,7 +28,6 @@ import dataclasses
 import datetime
 import fnmatch
 import functools
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -148,13 +147,10 @@ def git_commit(root=ROOT):
 
 
 def _versions():
-    versions = {"python": sys.version.split()[0]}
-    for package in ("tensorflow-cpu", "tensorflow", "keras"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
+    from tfvq.utils.machine import installed_versions  # loads TensorFlow: not for `check`
+
+    return {"python": sys.version.split()[0],
+            **installed_versions(("tensorflow-cpu", "tensorflow", "keras"))}
 
 
 def _children_cpu_seconds():

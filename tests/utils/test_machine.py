@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from tfvq.utils.machine import cpu_info, describe_cpu, vector_kind
+from tfvq.utils.machine import cpu_info, describe_cpu, installed_versions, vector_kind
 
 AMD = """processor\t: 0
 model name\t: AMD EPYC 7B13
@@ -35,3 +35,12 @@ def test_unreadable_cpuinfo_still_describes_the_machine(tmp_path):
     name, flags = cpu_info(tmp_path / "missing")
     assert name and flags == set()
     assert vector_kind(tmp_path / "missing") == "no AVX2"
+
+
+def test_installed_versions_read_the_metadata_and_leave_out_the_missing():
+    import importlib.metadata
+
+    versions = installed_versions(["numpy", "no-such-distribution", "keras"])
+    assert versions == {"numpy": importlib.metadata.version("numpy"),
+                        "keras": importlib.metadata.version("keras")}
+    assert list(versions) == ["numpy", "keras"]

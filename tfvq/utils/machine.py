@@ -1,10 +1,12 @@
-"""What machine a figure was measured on: the CPU's name, vector extensions and core count.
+"""What machine a figure was measured on: the CPU's name, vector extensions and core count,
+and the versions of the packages installed there.
 
 Speed choices and published numbers differ between CPUs that share a name ("AMD EPYC" names
 chips with and without AVX-512), so every benchmark result and the cached `jit_compile`
 choice record this description, not the name alone.
 """
 
+import importlib.metadata
 import os
 import platform
 
@@ -59,3 +61,24 @@ def vector_kind(path="/proc/cpuinfo"):
     """
     flags = cpu_info(path)[1]
     return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+
+
+def installed_versions(names):
+    """`{name: version}` of those of the distributions `names` that are installed, in order.
+
+    Read from the installed metadata rather than written down, because an unpinned package
+    once ran at another version than the one its benchmark section named. Names that are not
+    installed are left out (one of "tensorflow" and "tensorflow-cpu", say).
+
+    Example:
+    >>> from tfvq.utils.machine import installed_versions
+    >>> list(installed_versions(["keras", "no-such-distribution"]))
+    ['keras']
+    """
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
